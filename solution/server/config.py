@@ -81,12 +81,24 @@ class Settings:
             problems.append("CLS_MAX_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS (one text fits)")
         if self.micro_batch_tokens < self.max_text_tokens:
             problems.append("CLS_MICRO_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS")
-        for name in ("max_batch_texts", "queue_texts", "max_body_bytes", "max_header_bytes",
-                     "max_texts_per_request", "max_connections", "max_pipelined"):
+        for name in (
+            "max_batch_texts",
+            "queue_texts",
+            "max_body_bytes",
+            "max_header_bytes",
+            "max_texts_per_request",
+            "max_connections",
+            "max_pipelined",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"CLS_{name.upper()} must be >= 1")
-        for name in ("max_wait_ms", "keep_alive_timeout_s", "header_timeout_s",
-                     "shutdown_grace_s", "torch_threads"):
+        for name in (
+            "max_wait_ms",
+            "keep_alive_timeout_s",
+            "header_timeout_s",
+            "shutdown_grace_s",
+            "torch_threads",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"CLS_{name.upper()} must be >= 0")
         if self.queue_texts < self.max_texts_per_request:
@@ -144,8 +156,13 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         default = values.get(f.name, f.default)
         help_text = f"{f.metadata['help']} [{env_name(f.name)}, default {default!r}]"
         if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text,
+            )
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=default, help=help_text)
     args = parser.parse_args(argv)

@@ -1,0 +1,42 @@
+"""``python -m solution.server [flags]``: serve the configured models (``--help`` lists flags)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvloop
+
+from . import config, logs
+from .app import App
+
+log = logging.getLogger("solution.server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = config.load(argv)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    try:
+        uvloop.run(App(settings).run())
+    except OSError as exc:
+        # from_pretrained without network, a missing folder, or a port already in use
+        log.error("start-up failed", extra={"error": str(exc)})
+        print(
+            f"\nstart-up failed: {exc}\n"
+            "If the models cannot be downloaded (no network), serve the offline stand-ins "
+            "instead: make demo",
+            file=sys.stderr,
+        )
+        return 1
+    except ValueError as exc:  # a bad model config or label override
+        log.error("start-up failed", extra={"error": str(exc)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Wiring: settings -> models -> engine -> front-ends, plus start-up and graceful shutdown.
+
+Start: the front-ends listen first (``/health`` answers, ``/ready`` says 503), the models load in a
+worker thread, one warm-up batch runs, then the service reports ready.
+Stop (SIGTERM/SIGINT): stop listening, report not-ready, finish accepted work within the grace
+period, close connections, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import torch
+
+from . import http
+from .config import Settings
+from .engine import BatchingLimits, Engine
+from .families import group_families
+from .models import load_model_specs, load_models
+from .routes import Routes
+from .runner import pick_device, pick_dtype
+from .standins.corpus import reference_texts
+
+log = logging.getLogger("solution.server")
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Load the configured models and group their tokenizers; blocking (call from a thread)."""
+    device = pick_device(settings.device)
+    dtype = pick_dtype(settings.dtype, device)
+    if device.type == "cpu" and settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    specs = load_model_specs(settings.model_config, settings.models_dir)
+    models = load_models(specs, device, dtype, settings.max_text_tokens)
+    families = group_families(
+        [m.tokenizer for m in models], [m.key for m in models], [m.max_tokens for m in models]
+    )
+    limits = BatchingLimits(
+        max_batch_texts=settings.max_batch_texts,
+        max_batch_tokens=settings.max_batch_tokens,
+        micro_batch_tokens=settings.micro_batch_tokens,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        queue_texts=settings.queue_texts,
+    )
+    log.info(
+        "models loaded",
+        extra={
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "threads": torch.get_num_threads(),
+            "models": {m.key: m.spec.source for m in models},
+            "families": [f.name for f in families],
+        },
+    )
+    return Engine(models, families, device, limits)
+
+
+class App:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.http_state: http.ServerState | None = None
+        self.servers: list[Any] = []
+        self.stopped = asyncio.Event()
+        self.stopping = False
+        self.grpc: Any = None  # the gRPC front-end, when enabled
+
+    async def start(self) -> None:
+        """Listen, load, warm up. Raises if the models cannot be loaded."""
+        s = self.settings
+        log.info("starting", extra={"config": s.public()})
+        self.engine = await asyncio.to_thread(build_engine, s)
+        self.engine.start()
+        if s.enable_http:
+            routes = Routes(self.engine, s.max_texts_per_request)
+            self.http_state = http.ServerState(s, routes)
+            self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
+        await self.engine.warm_up(reference_texts(8, seed=3) + ["", "x" * 4000])
+        log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})
+
+    async def shutdown(self) -> None:
+        """Drain: refuse new work, finish what was accepted (within the grace period), close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("shutdown started", extra={"grace_s": self.settings.shutdown_grace_s})
+        for server in self.servers:
+            server.close()
+        if self.http_state is not None:
+            self.http_state.draining = True
+        finished = True
+        if self.engine is not None:
+            finished = await self.engine.drain(self.settings.shutdown_grace_s)
+        if self.http_state is not None:
+            for conn in list(self.http_state.connections):
+                conn.close_when_idle()
+        await asyncio.sleep(0)  # let the last responses reach their transports
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.stop)
+        log.info("shutdown complete", extra={"all_answered": finished})
+        self.stopped.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        start = asyncio.ensure_future(self.start())
+        done, _ = await asyncio.wait(
+            {start, asyncio.ensure_future(self.stopped.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if start in done:
+            start.result()  # raise a start-up failure
+            await self.stopped.wait()
+        else:
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start

@@ -1,0 +1,149 @@
+"""Run the models on one prepared batch and return top-1 label index and score per model per text.
+
+On CUDA every model has its own stream: a batch's launches for all models are issued back to back
+before any synchronisation, so small batches overlap on the GPU; the top-1 reduction happens on the
+device and the batch's results come to the host in one copy. On the CPU the same code runs the
+models in turn, each forward using all intra-op threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import LoadedModel
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CLS_DEVICE=cuda but no CUDA device is visible; use auto or cpu")
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: where bf16 matmuls run natively instead of being emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        name = "fp16" if device.type == "cuda" else "fp32"
+    if device.type == "cpu" and name == "fp16":
+        raise ValueError("CLS_DTYPE=fp16 is slow and imprecise on cpu; use fp32 or bf16")
+    if device.type == "cpu" and name == "bf16" and not cpu_has_native_bf16():
+        raise ValueError("CLS_DTYPE=bf16 needs a cpu with avx512_bf16 or amx; use fp32")
+    return DTYPES[name]
+
+
+@dataclass
+class ForwardCall:
+    """One forward call for one family: rows index the batch's unique texts."""
+
+    rows: list[int]
+    input_ids: torch.Tensor  # (len(rows), longest) int64, right-padded
+    attention_mask: torch.Tensor
+
+
+@dataclass
+class FamilyWork:
+    members: list[int]  # model indices sharing this tokenization
+    calls: list[ForwardCall]
+
+
+@dataclass
+class RunStats:
+    model_seconds: list[float] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, models: Sequence[LoadedModel], device: torch.device):
+        self.models = list(models)
+        self.device = device
+        self.streams: list[torch.cuda.Stream | None] = [
+            torch.cuda.Stream(device) if device.type == "cuda" else None for _ in self.models
+        ]
+
+    def run(self, work: Sequence[FamilyWork], n_rows: int) -> tuple[np.ndarray, RunStats]:
+        """(array of shape (models, rows, 2): [label index, score]; per-model seconds)."""
+        out = torch.zeros((len(self.models), n_rows, 2), dtype=torch.float32, device=self.device)
+        stats = RunStats([0.0] * len(self.models))
+        timers = [_Timer(self.device, s) for s in self.streams]
+        with torch.inference_mode():
+            main = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+            for family in work:
+                for call in family.calls:
+                    ids = call.input_ids.to(self.device, non_blocking=True)
+                    mask = call.attention_mask.to(self.device, non_blocking=True)
+                    rows = torch.tensor(call.rows, device=self.device)
+                    for m in family.members:
+                        with timers[m], self._on_stream(m, main, ids, mask, rows):
+                            logits = self.models[m].model(input_ids=ids, attention_mask=mask).logits
+                            score, index = logits.float().softmax(-1).max(-1)
+                            out[m].index_copy_(0, rows, torch.stack([index.float(), score], 1))
+            if main is not None:
+                for stream in self.streams:
+                    assert stream is not None
+                    main.wait_stream(stream)
+            host = out.cpu().numpy()  # the batch's one device-to-host copy; synchronises
+        stats.model_seconds = [t.seconds() for t in timers]
+        return host, stats
+
+    @contextlib.contextmanager
+    def _on_stream(
+        self, m: int, main: torch.cuda.Stream | None, *tensors: torch.Tensor
+    ) -> Iterator[None]:
+        stream = self.streams[m]
+        if stream is None or main is None:
+            yield
+            return
+        stream.wait_stream(main)  # inputs were copied on the main stream
+        for t in tensors:  # keep the allocator from reusing them before this stream is done
+            t.record_stream(stream)
+        with torch.cuda.stream(stream):
+            yield
+
+
+class _Timer:
+    """Accumulated time of one model: wall time on cpu, stream events on cuda."""
+
+    def __init__(self, device: torch.device, stream: torch.cuda.Stream | None):
+        self.stream = stream
+        self.total = 0.0
+        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._start: float | torch.cuda.Event = 0.0
+
+    def __enter__(self) -> None:
+        if self.stream is None:
+            self._start = time.perf_counter()
+        else:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record(self.stream)
+            self._start = start
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is None:
+            assert isinstance(self._start, float)
+            self.total += time.perf_counter() - self._start
+        else:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record(self.stream)
+            assert isinstance(self._start, torch.cuda.Event)
+            self.events.append((self._start, end))
+
+    def seconds(self) -> float:
+        """Call after the batch's synchronisation."""
+        return self.total + sum(s.elapsed_time(e) for s, e in self.events) / 1000.0
