@@ -79,7 +79,7 @@ class App:
             routes = Routes(self.engine, s.max_texts_per_request)
             self.http_state = http.ServerState(s, routes)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
-        await self.engine.warm_up(reference_texts(8, seed=3) + ["", "x" * 4000])
+        await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
         log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})
 
     async def shutdown(self) -> None:

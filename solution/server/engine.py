@@ -98,16 +98,16 @@ class _Entry:
         return max(len(i) for i in self.ids)
 
 
+Outcome = tuple[_Entry, Result | Exception]
+
+
 @dataclass
 class _Batch:
     entries: list[_Entry]
     texts: list[str]  # unique texts
     row_of_entry: list[int]
     ids: list[list[list[int]]]  # [family][row] -> token ids
-    dropped: list[tuple[_Entry, Exception]]
-
-
-Outcome = tuple[_Entry, Result | Exception]
+    dropped: list[Outcome]
 
 
 class Engine:

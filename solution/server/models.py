@@ -78,7 +78,7 @@ def resolve_labels(config: PretrainedConfig, overrides: dict[int, str]) -> tuple
     """Label per class index: the config's ``id2label`` (``LABEL_i`` when it has none), then the
     configured overrides. ``label2id`` is never read: published configs have it as strings or null.
     """
-    num = int(config.num_labels)
+    num: int = config.num_labels or 0
     id2label: dict[Any, Any] = getattr(config, "id2label", None) or {}
     labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num)]
     for index, label in overrides.items():

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import (
     PretrainedConfig,
+    PreTrainedModel,
     RobertaConfig,
     RobertaForSequenceClassification,
     XLMRobertaConfig,
@@ -166,13 +167,15 @@ def _config(spec: StandIn, size: str, vocab: int) -> PretrainedConfig:
     return cls(**common)
 
 
-def _model(spec: StandIn, config: PretrainedConfig) -> torch.nn.Module:
+def _model(spec: StandIn, config: PretrainedConfig) -> PreTrainedModel:
     cls = (
         XLMRobertaForSequenceClassification
         if spec.family == "xlmr"
         else RobertaForSequenceClassification
     )
-    return cls(config).eval()
+    model = cls(config)
+    model.eval()
+    return model
 
 
 def _write_label_quirks(path: Path, spec: StandIn) -> None:

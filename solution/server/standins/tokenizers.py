@@ -42,7 +42,7 @@ def train_xlmr(lines: Iterable[str], vocab_size: int, out: Path) -> XLMRobertaTo
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    proto = sp_pb2.ModelProto()
+    proto = sp_pb2.ModelProto()  # type: ignore[attr-defined]  # generated protobuf class
     proto.ParseFromString(model.getvalue())
     # fairseq layout: <s> <pad> </s> <unk>, then sentencepiece pieces from index 3 on, <mask> last
     vocab = [(tok, 0.0) for tok in SPECIALS]
@@ -76,7 +76,8 @@ def train_roberta(lines: Iterable[str], vocab_size: int, out: Path) -> RobertaTo
         for line in (out / "merges.txt").read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#version")
     ]
-    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
+    # merges as (left, right) pairs: what tokenizers' BPE takes, whatever the hint says
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)  # type: ignore[arg-type]
     tokenizer.save_pretrained(out)
     return tokenizer
 

@@ -1,0 +1,51 @@
+# The project's commands. Each bootstraps the virtualenv on first use (scripts/install.sh).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+TINY := $(CACHE)/standins-tiny
+BASE := $(CACHE)/standins-base
+PORT ?= 8000
+
+.PHONY: install demo run test lint format stress bench bench-full clean
+
+# The stamp is rebuilt when the pins change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
+	scripts/install.sh --dev $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+$(TINY)/.built: $(VENV)/.installed solution/server/standins/*.py
+	$(PY) -m solution.server.standins --size tiny $(TINY)
+	touch $@
+
+$(BASE)/.built: $(VENV)/.installed solution/server/standins/*.py
+	$(PY) -m solution.server.standins --size base $(BASE)
+	touch $@
+
+## demo: serve the offline stand-in models on port 8000 (HTTP) and 50051 (gRPC)
+demo: $(TINY)/.built
+	CLS_MODELS_DIR=$(TINY) HF_HUB_OFFLINE=1 $(PY) -m solution.server --http-port $(PORT)
+
+## run: serve the configured real models (downloaded on first use, or from CLS_MODELS_DIR)
+run: $(VENV)/.installed
+	$(PY) -m solution.server --http-port $(PORT)
+
+## test: lint, type-check and the whole test suite on the tiny stand-ins
+test: $(VENV)/.installed $(TINY)/.built
+	$(VENV)/bin/ruff check solution tests autotests
+	$(VENV)/bin/ruff format --check solution tests autotests
+	$(VENV)/bin/mypy solution
+	STANDINS_TINY=$(TINY) $(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check solution tests autotests
+	$(VENV)/bin/mypy solution
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix solution tests autotests
+	$(VENV)/bin/ruff format solution tests autotests
+
+clean:
+	rm -rf $(CACHE) .pytest_cache .mypy_cache .ruff_cache
