@@ -132,6 +132,10 @@ class Engine:
         self._queue: deque[_Entry] = deque()
         self._wakeup = threading.Condition()
         self._channel: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        # Taken by the prepare thread before it assembles a batch, given back when the compute
+        # thread picks that batch up: exactly one batch is ever prepared ahead, and it is
+        # assembled as late as possible, so it holds everything that queued meanwhile.
+        self._prepare_slot = threading.Semaphore(1)
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._idle = asyncio.Event()
@@ -222,6 +226,7 @@ class Engine:
 
     def _prepare_loop(self) -> None:
         while True:
+            self._prepare_slot.acquire()
             batch = self._next_batch()
             if batch is None:
                 self._channel.put(None)
@@ -229,43 +234,39 @@ class Engine:
             self._channel.put(batch)
 
     def _next_batch(self) -> _Batch | None:
-        """Block for queued entries, tokenize them, take what fits the budget."""
+        """Block for queued entries, tokenize them, take what fits the budget. Entries dropped
+        here (client gone, deadline passed) travel with the batch, which may then have nothing
+        to compute: the compute thread answers and reports them like any other."""
         limits = self.limits
-        while True:
-            with self._wakeup:
-                while not self._queue and not self._stopping:
-                    self._wakeup.wait()
-                if self._stopping:
-                    return None
-                grow_until = time.monotonic() + limits.max_wait_s
-                while (
-                    len(self._queue) < limits.max_batch_texts
-                    and not self._stopping
-                    and (left := grow_until - time.monotonic()) > 0
-                ):
-                    self._wakeup.wait(left)  # under load: let the batch grow a little
-                n = min(len(self._queue), limits.max_batch_texts)
-                candidates = [self._queue.popleft() for _ in range(n)]
+        with self._wakeup:
+            while not self._queue and not self._stopping:
+                self._wakeup.wait()
+            if self._stopping:
+                return None
+            grow_until = time.monotonic() + limits.max_wait_s
+            while (
+                len(self._queue) < limits.max_batch_texts
+                and not self._stopping
+                and (left := grow_until - time.monotonic()) > 0
+            ):
+                self._wakeup.wait(left)  # under load: let the batch grow a little
+            n = min(len(self._queue), limits.max_batch_texts)
+            candidates = [self._queue.popleft() for _ in range(n)]
 
-            live, dropped = self._drop_gone(candidates)
-            self._tokenize([e for e in live if not e.ids])
-            taken, rest = batching.take_within_budget(
-                live, limits.max_batch_texts, limits.max_batch_tokens
-            )
-            if rest:
-                with self._wakeup:
-                    self._queue.extendleft(reversed(rest))
-            if not taken:
-                if dropped:
-                    self._loop_call(self._deliver, dropped)
-                continue
-            texts, row_of_entry = batching.dedupe([e.text for e in taken])
-            first_entry_of_row = {row: i for i, row in reversed(list(enumerate(row_of_entry)))}
-            ids = [
-                [taken[first_entry_of_row[r]].ids[f] for r in range(len(texts))]
-                for f in range(len(self.families))
-            ]
-            return _Batch(taken, texts, row_of_entry, ids, dropped)
+        live, dropped = self._drop_gone(candidates)
+        self._tokenize([e for e in live if not e.ids])
+        taken, rest = batching.take_within_budget(
+            live, limits.max_batch_texts, limits.max_batch_tokens
+        )
+        if rest:
+            with self._wakeup:
+                self._queue.extendleft(reversed(rest))
+        texts, row_of_entry = batching.dedupe([e.text for e in taken])
+        first: dict[int, _Entry] = {}
+        for entry, row in zip(taken, row_of_entry, strict=True):
+            first.setdefault(row, entry)
+        ids = [[first[r].ids[f] for r in range(len(texts))] for f in range(len(self.families))]
+        return _Batch(taken, texts, row_of_entry, ids, dropped)
 
     def _drop_gone(self, entries: list[_Entry]) -> tuple[list[_Entry], list[Outcome]]:
         now = time.monotonic()
@@ -296,6 +297,7 @@ class Engine:
             batch = self._channel.get()
             if batch is None:
                 return
+            self._prepare_slot.release()  # the next batch is prepared while this one computes
             try:
                 self._compute(batch)
             except Exception:  # never let the thread die: that would strand every request
@@ -310,26 +312,28 @@ class Engine:
 
     def _compute(self, batch: _Batch) -> None:
         start = time.perf_counter()
-        rows, seconds, stats = self._compute_rows(batch, list(range(len(batch.texts))))
-        outcomes: list[Outcome] = list(batch.dropped)
-        for entry, row in zip(batch.entries, batch.row_of_entry, strict=True):
-            outcomes.append((entry, rows[row]))
-        self._loop_call(self._deliver, outcomes)
-        lengths = [
-            max(len(batch.ids[f][r]) for f in range(len(self.families)))
-            for r in range(len(batch.texts))
+        # a client may have left, or a deadline passed, while the batch waited for the models
+        live, late = self._drop_gone(batch.entries)
+        outcomes: list[Outcome] = batch.dropped + late
+        live_ids = {id(e) for e in live}
+        live_rows = [
+            r for e, r in zip(batch.entries, batch.row_of_entry, strict=True) if id(e) in live_ids
         ]
+        needed = sorted(set(live_rows))
+        rows, seconds, stats = self._compute_rows(batch, needed)
+        outcomes += [(e, rows[r]) for e, r in zip(live, live_rows, strict=True)]
+        self._loop_call(self._deliver, outcomes)
         report = BatchReport(
-            texts=len(batch.entries),
-            unique_texts=len(batch.texts),
-            tokens=sum(lengths),
+            texts=len(live),
+            unique_texts=len(needed),
+            tokens=sum(max(len(ids[r]) for ids in batch.ids) for r in needed),
             padded_tokens=stats[1],
             forward_calls=stats[0],
-            origins=Counter(e.request.origin for e in batch.entries),
+            origins=Counter(e.request.origin for e in live),
             compute_s=time.perf_counter() - start,
             model_seconds=dict(zip(self.keys, seconds, strict=True)),
             failed_texts=sum(isinstance(r, Exception) for r in rows.values()),
-            dropped_texts=len(batch.dropped),
+            dropped_texts=len(outcomes) - len(live),
         )
         for observer in self.observers:
             observer(report)
@@ -340,6 +344,8 @@ class Engine:
         """Results for ``rows`` (unique texts); on failure split in halves and retry, so only a
         text that fails alone gets an error. Returns (results, per-model seconds, (calls, padded
         tokens))."""
+        if not rows:
+            return {}, [0.0] * len(self.models), (0, 0)
         try:
             work, calls, padded = self._plan(batch, rows)
             out, stats = self.runner.run(work, len(rows))
