@@ -73,12 +73,13 @@ class App:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
         s = self.settings
         log.info("starting", extra={"config": s.public()})
-        self.engine = await asyncio.to_thread(build_engine, s)
-        self.engine.start()
+        routes = Routes(None, s.max_texts_per_request)
         if s.enable_http:
-            routes = Routes(self.engine, s.max_texts_per_request)
             self.http_state = http.ServerState(s, routes)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
+        self.engine = await asyncio.to_thread(build_engine, s)
+        self.engine.start()
+        routes.engine = self.engine
         await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
         log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})
 

@@ -104,11 +104,14 @@ def load_models(
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     for spec in specs:
         kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
-        config = AutoConfig.from_pretrained(spec.source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            spec.source, config=config, dtype=dtype, **kwargs
-        )
+        try:
+            config = AutoConfig.from_pretrained(spec.source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                spec.source, config=config, dtype=dtype, **kwargs
+            )
+        except OSError as exc:
+            raise OSError(f"cannot load model {spec.key!r} from {spec.source!r}: {exc}") from exc
         model.to(device).eval()
         loaded.append(
             LoadedModel(

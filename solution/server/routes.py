@@ -70,8 +70,10 @@ def _replace_surrogates(value: object) -> object:
 class Routes:
     """The HTTP handler: a table of path -> method -> coroutine."""
 
-    def __init__(self, engine: Engine, max_texts: int, metrics: Callable[[], bytes] | None = None):
-        self.engine = engine
+    def __init__(
+        self, engine: Engine | None, max_texts: int, metrics: Callable[[], bytes] | None = None
+    ):
+        self.engine = engine  # None while the models load: /health answers, the rest 503
         self.max_texts = max_texts
         self.metrics = metrics
         self.table: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
@@ -98,6 +100,8 @@ class Routes:
 
     async def process(self, request: Request) -> Response:
         texts, single = decode_texts(request.body, self.max_texts)
+        if self.engine is None:
+            raise NotReady("models are still loading")
         results = await self.engine.submit(texts, origin="http")
         return Response(200, orjson.dumps(results[0] if single else results))
 
@@ -105,9 +109,10 @@ class Routes:
         return Response(200, _OK)
 
     async def ready(self, request: Request) -> Response:
-        if self.engine.ready:
+        if self.engine is not None and self.engine.ready:
             return Response(200, _OK)
-        reason = "shutting down" if not self.engine.accepting else "models loading"
+        draining = self.engine is not None and not self.engine.accepting
+        reason = "shutting down" if draining else "models loading"
         return error_response(503, f"not ready: {reason}", [(b"retry-after", b"1")])
 
     async def render_metrics(self, request: Request) -> Response:

@@ -1,0 +1,161 @@
+"""The service as users run it: ``python -m solution.server`` in its own process, real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+HAPPY = "This is how true happiness looks like 👍😜"
+
+
+class Server:
+    """A ``python -m solution.server`` process; its log goes to a file (a pipe could fill up
+    and block the server)."""
+
+    def __init__(self, standins: Path, log: Path, **env: str):
+        self.port = free_port()
+        self.log_path = log
+        environ = {
+            **os.environ,
+            "CLS_MODELS_DIR": str(standins),
+            "CLS_HOST": "127.0.0.1",
+            "CLS_HTTP_PORT": str(self.port),
+            "CLS_GRPC_PORT": str(free_port()),
+            "HF_HUB_OFFLINE": "1",
+            **env,
+        }
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "solution.server"],
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                if request(self.port, "GET", "/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(standins_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    srv = Server(standins_tiny, tmp_path_factory.mktemp("e2e") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv.port
+    finally:
+        assert srv.stop() == 0
+
+
+def test_process_answers_five_results_like_the_readme_curl(server):
+    status, body = request(server, "POST", "/process", json.dumps(HAPPY).encode())
+    assert status == 200
+    result = json.loads(body)
+    assert list(result) == ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
+    assert result["cardiffnlp"]["label"] in {"NEGATIVE", "NEUTRAL", "POSITIVE"}
+    assert all(r["score"] > 0 for r in result.values())
+
+
+@pytest.mark.parametrize("text", ["", "\u0000\u0001\u001f", "🔥" * 300, "https://t.co/x " * 200])
+def test_hostile_but_valid_texts_are_answered(server, text):
+    status, body = request(server, "POST", "/process", json.dumps(text).encode())
+    assert status == 200 and len(json.loads(body)) == 5
+
+
+def test_bad_input_gets_400_and_the_service_stays_healthy(server):
+    for body in (b"not json", b"\xff\xfe", b"{}", b"[1, 2]"):
+        status, answer = request(server, "POST", "/process", body)
+        assert status == 400 and json.loads(answer)["error"]
+    assert request(server, "GET", "/health")[0] == 200
+    assert request(server, "POST", "/process", b'"still fine"')[0] == 200
+
+
+def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(standins_tiny, tmp_path):
+    srv = Server(standins_tiny, tmp_path / "server.log", CLS_SHUTDOWN_GRACE_S="20")
+    srv.wait_ready()
+    port = srv.port
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for i in range(200):
+            try:
+                status, _ = request(port, "POST", "/process", json.dumps(f"t{i}").encode())
+            except OSError:
+                return  # refused after the listener closed: not accepted, so not lost
+            with lock:
+                statuses.append(status)
+            if status != 200:
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    exit_code = srv.stop()
+    for t in threads:
+        t.join(60)
+    assert exit_code == 0
+    output = srv.log()
+    assert statuses.count(200) > 8
+    # every request the server took was answered: 200, or 503 "shutting down" after SIGTERM
+    assert set(statuses) <= {200, 503}
+    assert '"all_answered": true' in output.replace('":true', '": true')
+
+
+def test_unreachable_hub_fails_clearly_and_names_make_demo(tmp_path):
+    config = tmp_path / "models.json"
+    config.write_text(json.dumps({"models": [{"key": "m", "source": "no-such-org/no-model"}]}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "solution.server", "--model-config", str(config)],
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "CLS_HTTP_PORT": str(free_port()),
+            "CLS_GRPC_PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "make demo" in proc.stderr
+    assert "no-such-org/no-model" in proc.stderr

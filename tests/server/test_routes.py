@@ -1,0 +1,100 @@
+"""Routes on the real engine (tiny stand-ins): decoding, the contract, and every row of the
+error table."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from solution.server import errors
+from solution.server.errors import InvalidInput
+from solution.server.http import Request
+from solution.server.routes import (
+    ERROR_STATUS,
+    RETRY_AFTER,
+    Routes,
+    decode_texts,
+    service_error_response,
+)
+
+
+def req(method: str, path: str, body: bytes = b"") -> Request:
+    return Request(method, path, [], body, True)
+
+
+@pytest.mark.parametrize(
+    "body, texts, single",
+    [
+        (b'""', [""], True),
+        (b'"a\\u0000b\\u001f"', ["a\x00b\x1f"], True),
+        (b'["x", "", "\\ud83d\\ude00"]', ["x", "", "😀"], False),
+        (b'"\\ud800 lone surrogate"', ["? lone surrogate"], True),
+        (b"[]", [], False),
+    ],
+)
+def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
+    assert decode_texts(body, 4) == (texts, single)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b'"unterminated', "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        (b"42", "got int"),
+        (b'{"text": "x"}', "got dict"),
+        (b"null", "got NoneType"),
+        (b'["a", 1]', "every element"),
+        (b'["a", ["b"]]', "every element"),
+        (b'["a","b","c","d","e"]', "at most 4"),
+    ],
+)
+def test_decode_rejects_everything_else_with_a_clear_message(body, message):
+    with pytest.raises(InvalidInput, match=message):
+        decode_texts(body, 4)
+
+
+def test_every_service_error_has_a_status_and_retry_hints_where_retrying_helps():
+    for cls in errors.ServiceError.__subclasses__():
+        assert cls in ERROR_STATUS, f"{cls.__name__} has no HTTP status"
+        response = service_error_response(cls("why"))
+        assert response.status == ERROR_STATUS[cls]
+        assert orjson.loads(response.body) == {"error": "why"}
+        assert ((b"retry-after", b"1") in response.headers) == (cls in RETRY_AFTER)
+    assert ERROR_STATUS[errors.InvalidInput] == 400
+    assert ERROR_STATUS[errors.Overloaded] == 503
+
+
+async def test_process_answers_the_contract(engine):
+    routes = Routes(engine, 4)
+    response = await routes(req("POST", "/process", b'"This is how true happiness looks like"'))
+    assert response.status == 200
+    body = orjson.loads(response.body)
+    assert list(body) == ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
+    for prediction in body.values():
+        assert set(prediction) == {"score", "label"} and prediction["score"] > 0
+
+
+async def test_process_array_answers_one_object_per_text_in_order(engine):
+    routes = Routes(engine, 4)
+    single = orjson.loads((await routes(req("POST", "/process", b'"b"'))).body)
+    many = orjson.loads((await routes(req("POST", "/process", b'["a", "b", ""]'))).body)
+    assert len(many) == 3 and many[1] == single
+
+
+async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):
+    routes = Routes(engine, 4)
+    assert (await routes(req("GET", "/nope"))).status == 404
+    response = await routes(req("GET", "/process"))
+    assert response.status == 405 and (b"allow", b"POST") in response.headers
+
+
+async def test_health_and_ready(engine):
+    assert (await Routes(engine, 4)(req("GET", "/health"))).status == 200
+    assert (await Routes(engine, 4)(req("GET", "/ready"))).status == 200
+    loading = Routes(None, 4)
+    assert (await loading(req("GET", "/health"))).status == 200
+    assert (await loading(req("GET", "/ready"))).status == 503
+    assert (await loading(req("POST", "/process", b'"x"'))).status == 503
