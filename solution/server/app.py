@@ -20,6 +20,7 @@ from . import http
 from .config import Settings
 from .engine import BatchingLimits, Engine
 from .families import group_families
+from .metrics import Metrics
 from .models import load_model_specs, load_models
 from .routes import Routes
 from .runner import pick_device, pick_dtype
@@ -68,17 +69,25 @@ class App:
         self.stopped = asyncio.Event()
         self.stopping = False
         self.grpc: Any = None  # the gRPC front-end, when enabled
+        self.metrics = Metrics()
+        self._routes: set[str] = set()
+
+    def _observe_http(self, request: http.Request, status: int, seconds: float) -> None:
+        route = request.path if request.path in self._routes else "other"  # bounded labels
+        self.metrics.observe_request("http", route, str(status), seconds)
 
     async def start(self) -> None:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
         s = self.settings
         log.info("starting", extra={"config": s.public()})
-        routes = Routes(None, s.max_texts_per_request)
+        routes = Routes(None, s.max_texts_per_request, self.metrics.render)
+        self._routes = set(routes.table)
         if s.enable_http:
-            self.http_state = http.ServerState(s, routes)
+            self.http_state = http.ServerState(s, routes, on_response=self._observe_http)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
         self.engine = await asyncio.to_thread(build_engine, s)
         self.engine.start()
+        self.metrics.attach(self.engine)
         routes.engine = self.engine
         await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
         log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})

@@ -126,6 +126,8 @@ class Engine:
         self.observers: list[Callable[[BatchReport], None]] = []
         self.ready = False
         self.accepting = True
+        self.refusals: Counter[str] = Counter()  # reason -> requests refused at admission
+        self._overload_logged_at = 0.0
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = 0  # texts admitted, not yet answered; touched on the event loop only
@@ -196,13 +198,15 @@ class Engine:
         (``time.monotonic()``) passes before compute, ``ModelFailure`` if a model fails a text.
         """
         if not self.accepting:
+            self.refusals["shutting_down"] += 1
             raise ShuttingDown("the service is shutting down")
         if not (self.ready or admit_unready):
+            self.refusals["not_ready"] += 1
             raise NotReady("models are still loading")
         if not texts:
             return []
         if self._pending + len(texts) > self.limits.queue_texts:
-            raise Overloaded(f"queue full ({self._pending} texts waiting); retry later")
+            self._refuse_overloaded(len(texts))
         assert self._loop is not None, "Engine.start() was not called"
         future: asyncio.Future[list[Result]] = self._loop.create_future()
         request = _Request(len(texts), future, deadline, origin)
@@ -217,6 +221,21 @@ class Engine:
         except asyncio.CancelledError:
             request.cancelled = True  # the prepare thread drops its entries before compute
             raise
+
+    def _refuse_overloaded(self, n: int) -> None:
+        self.refusals["overloaded"] += 1
+        now = time.monotonic()
+        if now - self._overload_logged_at >= 1.0:  # one line per second, not one per refusal
+            self._overload_logged_at = now
+            log.warning(
+                "overloaded: refusing requests",
+                extra={
+                    "queued_texts": self._pending,
+                    "queue_texts": self.limits.queue_texts,
+                    "refused_total": self.refusals["overloaded"],
+                },
+            )
+        raise Overloaded(f"queue full ({self._pending} texts waiting); retry later")
 
     @property
     def queued_texts(self) -> int:

@@ -159,3 +159,14 @@ def test_unreachable_hub_fails_clearly_and_names_make_demo(tmp_path):
     assert proc.returncode != 0
     assert "make demo" in proc.stderr
     assert "no-such-org/no-model" in proc.stderr
+
+
+def test_metrics_count_the_requests_served(server):
+    request(server, "POST", "/process", b'"count me"')
+    request(server, "GET", "/no-such-route")
+    status, body = request(server, "GET", "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'classifier_requests_total{protocol="http",route="/process",status="200"}' in text
+    assert 'route="other",status="404"' in text  # unknown paths share one label value
+    assert "classifier_batch_texts_bucket" in text

@@ -1,0 +1,120 @@
+"""Prometheus metrics, fed by hooks rather than calls sprinkled through handlers:
+
+- ``observe_request`` is each front-end's one response hook (protocol, route, status, seconds);
+- ``observe_batch`` is an engine observer, called once per batch from the compute thread;
+- queue depth and refusals are read from the engine when scraped.
+
+Each ``Metrics`` has its own registry, so several services (tests) can live in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .engine import BatchReport, Engine
+
+# Latency buckets from 1 ms (a cache-warm tiny batch) to 10 s (a deep queue on a CPU).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768)
+RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "classifier_requests", "Requests answered", ["protocol", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "classifier_request_seconds",
+            "Time from parsed request to response",
+            ["protocol", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_texts = Histogram(
+            "classifier_batch_texts",
+            "Texts per computed batch",
+            buckets=BATCH_TEXT_BUCKETS,
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "classifier_batch_tokens",
+            "Real tokens per batch",
+            buckets=BATCH_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.padding = Histogram(
+            "classifier_batch_padding_ratio",
+            "Share of computed positions that were padding",
+            buckets=RATIO_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "classifier_batch_seconds",
+            "Compute time per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Counter(
+            "classifier_model_compute_seconds", "Compute time per model", ["model"], registry=r
+        )
+        self.failed = Counter("classifier_failed_texts", "Texts a model failed on", registry=r)
+        self.dropped = Counter(
+            "classifier_dropped_texts",
+            "Texts dropped before compute (client gone or deadline passed)",
+            registry=r,
+        )
+
+    def attach(self, engine: Engine) -> None:
+        engine.observers.append(self.observe_batch)
+        self.registry.register(_EngineCollector(engine))
+
+    def observe_request(self, protocol: str, route: str, status: str, seconds: float) -> None:
+        self.requests.labels(protocol, route, status).inc()
+        self.latency.labels(protocol, route).observe(seconds)
+
+    def observe_batch(self, report: BatchReport) -> None:
+        self.dropped.inc(report.dropped_texts)
+        if not report.texts:
+            return
+        self.batch_texts.observe(report.texts)
+        self.batch_tokens.observe(report.tokens)
+        if report.padded_tokens:
+            self.padding.observe(1.0 - report.tokens / report.padded_tokens)
+        self.batch_seconds.observe(report.compute_s)
+        for model, seconds in report.model_seconds.items():
+            self.model_seconds.labels(model).inc(seconds)
+        self.failed.inc(report.failed_texts)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _EngineCollector(Collector):
+    """Values the engine already keeps, read at scrape time instead of mirrored."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily(
+            "classifier_queue_texts",
+            "Texts admitted and not yet answered",
+            value=self.engine.queued_texts,
+        )
+        yield GaugeMetricFamily(
+            "classifier_ready", "1 when models are loaded and warm", value=int(self.engine.ready)
+        )
+        refused = CounterMetricFamily(
+            "classifier_refused", "Requests refused at admission", labels=["reason"]
+        )
+        for reason, count in sorted(self.engine.refusals.items()):
+            refused.add_metric([reason], count)
+        yield refused

@@ -1,0 +1,51 @@
+"""Metrics are fed by the engine and the front-ends' hooks and rendered in Prometheus format."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from solution.server.errors import Overloaded
+from solution.server.metrics import Metrics
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.render().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_batches_requests_and_refusals_are_counted(engine):
+    metrics = Metrics()
+    metrics.attach(engine)
+    try:
+        await engine.submit(["a", "b", "a"])
+        metrics.observe_request("http", "/process", "200", 0.01)
+        with pytest.raises(Overloaded):
+            await engine.submit(["x"] * (engine.limits.queue_texts + 1))
+        got = samples(metrics)
+    finally:
+        engine.observers.remove(metrics.observe_batch)
+    assert got[("classifier_batch_texts_count", ())] >= 1
+    assert got[("classifier_batch_texts_sum", ())] >= 3
+    assert got[("classifier_batch_tokens_sum", ())] > 0
+    assert got[("classifier_model_compute_seconds_total", (("model", "cardiffnlp"),))] > 0
+    assert (
+        got[
+            (
+                "classifier_requests_total",
+                (("protocol", "http"), ("route", "/process"), ("status", "200")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        got[("classifier_request_seconds_count", (("protocol", "http"), ("route", "/process")))]
+        == 1
+    )
+    assert got[("classifier_refused_total", (("reason", "overloaded"),))] >= 1
+    assert got[("classifier_queue_texts", ())] == 0
+    assert got[("classifier_ready", ())] == 1
