@@ -100,7 +100,7 @@ class _Cycle:
     def __init__(self, request: Request):
         self.request = request
         self.keep_alive = request.keep_alive
-        self.response: bytes | None = None
+        self.response: Response | None = None  # encoded when written: keep-alive may change
         self.task: asyncio.Task[None] | None = None
         self.started = time.perf_counter()
 
@@ -166,6 +166,18 @@ class HttpProtocol(asyncio.Protocol):
             return
         if not self.pipeline and self.read_timer is None:
             self._arm_keep_alive()  # bytes that began no request must not keep it open forever
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, then close. A request cut off mid-way
+        gets a 400 (the client can still read)."""
+        if self.read_timer is not None:  # a request had begun and not completed
+            self._fail(400, "connection closed before the request was complete")
+            return False
+        if not self.pipeline:
+            self._close()
+            return False
+        self.pipeline[-1].keep_alive = False  # close after the last response
+        return True  # keep the transport open for writing
 
     def pause_writing(self) -> None:
         self._pause("write")
@@ -249,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("handler failed", extra={"path": cycle.request.path})
             response = error_response(500, "internal error")
-        cycle.response = encode_response(response, cycle.keep_alive)
+        cycle.response = response
         if self.state.on_response is not None:
             self.state.on_response(
                 cycle.request, response.status, time.perf_counter() - cycle.started
@@ -270,7 +282,7 @@ class HttpProtocol(asyncio.Protocol):
         while self.pipeline and self.pipeline[0].response is not None and transport is not None:
             cycle = self.pipeline.popleft()
             assert cycle.response is not None
-            transport.write(cycle.response)
+            transport.write(encode_response(cycle.response, cycle.keep_alive))
             if not cycle.keep_alive:
                 self._close()
                 return
@@ -344,8 +356,7 @@ class HttpProtocol(asyncio.Protocol):
         if not self.pipeline:
             self._close()
         else:
-            for cycle in self.pipeline:
-                cycle.keep_alive = False
+            self.pipeline[-1].keep_alive = False
 
 
 async def serve(state: ServerState, host: str, port: int) -> asyncio.Server:

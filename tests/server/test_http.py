@@ -227,3 +227,22 @@ async def test_server_keeps_serving_after_protocol_errors(server):
     reader, writer = await connect(server)
     writer.write(post("/a", b"fine"))
     assert (await read_response(reader))[0] == 200
+
+
+async def test_half_closed_client_still_gets_its_responses(server):
+    reader, writer = await connect(server)
+    writer.write(post("/slow", b"1") + post("/fast", b"2"))
+    writer.write_eof()
+    first = await read_response(reader)
+    second = await read_response(reader)
+    assert [orjson.loads(r[2])["body"] for r in (first, second)] == ["1", "2"]
+    assert second[1]["connection"] == "close"
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_eof_in_the_middle_of_a_request_is_answered_400(server):
+    reader, writer = await connect(server)
+    writer.write(b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    writer.write_eof()
+    status, headers, _ = await read_response(reader)
+    assert status == 400 and headers["connection"] == "close"
