@@ -18,6 +18,7 @@ from deploy_support import (
     Manifests,
     deployment,
     find,
+    load_folder,
     render,
     server_container,
     values_of,
@@ -245,3 +246,24 @@ def test_grace_default_follows_shutdown_grace(tools: Path, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     grace = (tmp_path / "out" / "deployment-tweet-classifier.yaml").read_text()
     assert f"terminationGracePeriodSeconds: {5 + math.ceil(60.5) + 10}\n" in grace
+
+
+def test_baked_models_variant(tools: Path, tmp_path: Path) -> None:
+    """Weights in the image and the service's own model list: nothing to fetch or mount."""
+    path = tmp_path / "values.yaml"
+    path.write_text(
+        "models: {storage: image}\nmodelConfig: {enabled: false}\nconfig: {model_config: null}\n"
+    )
+    done = render(tmp_path / "out", [path])
+    assert done.returncode == 0, done.stderr
+    objects = load_folder(tmp_path / "out")
+    assert sorted(kind for kind, _ in objects) == ["Deployment", "PodDisruptionBudget", "Service"]
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert {v["name"] for v in pod["volumes"]} == {"dshm", "tmp"}
+    env = {e["name"]: e.get("value") for e in server_container(objects)["env"]}
+    assert env["CLS_MODELS_DIR"] == "/models" and "CLS_MODEL_CONFIG" not in env
+    files = [str(p) for p in (tmp_path / "out").glob("*.yaml")]
+    validate = [str(tools / "kubernetes-validate"), "--strict", "-k", KUBE_VERSIONS[0], *files]
+    checked = subprocess.run(validate, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout
