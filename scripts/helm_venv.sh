@@ -3,7 +3,8 @@
 #   scripts/helm_venv.sh [VENV_DIR]      (default .venv-helm)
 # Idempotent and quiet when up to date: pip runs only when requirements-helm.txt changed since
 # the last successful install. A lock serialises concurrent callers (tests, make targets).
-# The interpreter: $PYTHON312, else python3.12 on PATH, else pyenv's newest 3.12.
+# The interpreter: $PYTHON312, else python3.12 on PATH, else pyenv's newest 3.12 (pyenv need
+# not be on PATH: $PYENV_ROOT or ~/.pyenv is searched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv-helm}"
@@ -15,11 +16,10 @@ find_python() {
   if command -v python3.12 >/dev/null && python3.12 -c '' 2>/dev/null; then
     command -v python3.12; return
   fi
-  if command -v pyenv >/dev/null; then
-    local root; root="$(pyenv root)"
-    local found; found="$(ls -d "$root"/versions/3.12.* 2>/dev/null | sort -V | tail -n 1)"
-    if [[ -n "$found" ]]; then echo "$found/bin/python"; return; fi
-  fi
+  local root found
+  root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+  found="$(find "$root/versions" -maxdepth 1 -name '3.12.*' 2>/dev/null | sort -V | tail -n 1)"
+  if [[ -n "$found" ]]; then echo "$found/bin/python"; return; fi
   echo "scripts/helm_venv.sh: no Python 3.12 found; set PYTHON312=/path/to/python3.12" >&2
   exit 1
 }
