@@ -1,0 +1,157 @@
+"""The image recipe: hadolint-clean, installs through scripts/install.sh, a small build context,
+and an entrypoint that fetches missing models before it becomes the server.
+
+No Docker engine runs here, so the image itself is not built; these check the recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploy_support import ROOT
+
+from solution.server.config import Settings
+
+DOCKERFILE = ROOT / "solution" / "Dockerfile"
+ENTRYPOINT = ROOT / "solution" / "entrypoint.sh"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    out, pending = [], ""
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue  # comments may sit between continuation lines too
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.strip().partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        pending = ""
+    return out
+
+
+def runtime_stage() -> list[tuple[str, str]]:
+    steps = instructions(DOCKERFILE)
+    last_from = max(i for i, (kw, _) in enumerate(steps) if kw == "FROM")
+    return steps[last_from:]
+
+
+def all_dockerfiles() -> list[Path]:
+    """Every Dockerfile in the repository, skipping dot folders (venvs, .git) and caches."""
+    found = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "build")]
+        found += [Path(folder) / f for f in files if f == "Dockerfile" or f.endswith(".Dockerfile")]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("dockerfile", all_dockerfiles(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_is_clean(tools: Path, dockerfile: Path) -> None:
+    done = subprocess.run(
+        [str(tools / "hadolint"), "--no-color", "--failure-threshold", "style", str(dockerfile)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_installs_through_the_install_script() -> None:
+    runs = [args for kw, args in instructions(DOCKERFILE) if kw == "RUN"]
+    assert any("scripts/install.sh" in run for run in runs)
+    assert not [run for run in runs if re.search(r"\bpip3? install\b", run)], "use install.sh"
+    copies = [args for kw, args in instructions(DOCKERFILE) if kw == "COPY"]
+    assert any("scripts/install.sh" in c for c in copies)
+
+
+def test_multi_stage_with_optional_baked_models() -> None:
+    steps = instructions(DOCKERFILE)
+    assert sum(kw == "FROM" for kw, _ in steps) >= 3
+    assert ("ARG", "BAKE_MODELS=0") in steps
+    assert any(kw == "RUN" and "solution.server.fetch_models" in a for kw, a in steps)
+
+
+def test_runtime_stage_contract() -> None:
+    stage = runtime_stage()
+    users = [args for kw, args in stage if kw == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), "numeric non-root uid:gid"
+    last_user = max(i for i, (kw, _) in enumerate(stage) if kw == "USER")
+    assert last_user > max(i for i, (kw, _) in enumerate(stage) if kw in ("RUN", "COPY")), (
+        "USER comes after every RUN and COPY"
+    )
+    exposed = {int(p) for kw, args in stage if kw == "EXPOSE" for p in args.split()}
+    assert exposed == {Settings.http_port, Settings.grpc_port}
+    (health,) = [args for kw, args in stage if kw == "HEALTHCHECK"]
+    assert "/health" in health and "CLS_HTTP_PORT" in health
+    for keyword in ("ENTRYPOINT", "CMD"):
+        (args,) = [a for kw, a in stage if kw == keyword]
+        assert isinstance(json.loads(args), list), f"{keyword} in JSON form"
+
+
+def test_build_context_is_small(tools: Path, tmp_path: Path) -> None:
+    """.dockerignore, read by the Docker SDK's own matcher: what the COPYs need is sent, the
+    venvs, .git, caches, results, tests and the chart are not."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    junk = [
+        ".venv/bin/python", ".venv-helm/bin/python", ".git/HEAD", ".cache/standins/x.bin",
+        ".pytest_cache/v/x", ".ruff_cache/x", ".mypy_cache/x", "solution/server/__pycache__/x.pyc",
+        "solution/benchmarks/results/run.json", "tests/deploy/test_x.py",
+        "solution/helm/values.yaml",
+    ]  # fmt: skip
+    for name in [*tracked, *junk, ".dockerignore"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    (tmp_path / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
+    script = (
+        "import sys; from docker.utils.build import exclude_paths as ex\n"
+        "pats = [l.strip() for l in open('.dockerignore') if l.strip() and l[0] != '#']\n"
+        "print('\\n'.join(sorted(ex('.', pats, dockerfile='solution/Dockerfile'))))"
+    )
+    sent = set(
+        subprocess.run(
+            [str(tools / "python"), "-c", script],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        ).stdout.split()
+    )  # fmt: skip
+    assert not [j for j in junk if j in sent]
+    sources = [
+        src
+        for kw, args in instructions(DOCKERFILE)
+        if kw == "COPY" and "--from" not in args
+        for src in args.split()[:-1]
+    ]
+    for src in sources:
+        assert any(s == src.rstrip("/") or s.startswith(src) for s in sent), src
+    assert "solution/entrypoint.sh" in sent
+
+
+def run_entrypoint(tmp_path: Path, env: dict[str, str], *args: str) -> list[list[str]]:
+    """Run the entrypoint with a stand-in ``python`` that records how it was called."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    fake = bin_dir / "python"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\n')
+    fake.chmod(0o755)
+    base = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run([str(ENTRYPOINT), *args], env=base | env, check=True, timeout=30)
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def test_entrypoint_fetches_then_execs_the_server(tmp_path: Path) -> None:
+    env = {"CLS_MODELS_DIR": "/models", "CLS_MODEL_CONFIG": "/etc/m.json"}
+    calls = run_entrypoint(tmp_path, env, "--max-wait-ms", "2")
+    assert calls == [
+        ["-m", "solution.server.fetch_models", "/models", "--model-config", "/etc/m.json"],
+        ["-m", "solution.server", "--max-wait-ms", "2"],
+    ]
+
+
+def test_entrypoint_without_models_dir_only_serves(tmp_path: Path) -> None:
+    assert run_entrypoint(tmp_path, {}) == [["-m", "solution.server"]]
