@@ -7,7 +7,9 @@ TINY := $(CACHE)/standins-tiny
 BASE := $(CACHE)/standins-base
 PORT ?= 8000
 
-.PHONY: install demo run test lint format stress bench bench-full clean
+HELM_VENV := .venv-helm
+
+.PHONY: install demo run test lint format stress bench bench-full clean helm-venv render-chart test-deploy
 
 # The stamp is rebuilt when the pins change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
@@ -33,19 +35,31 @@ run: $(VENV)/.installed
 	$(PY) -m solution.server --http-port $(PORT)
 
 ## test: lint, type-check and the whole test suite on the tiny stand-ins
-test: $(VENV)/.installed $(TINY)/.built
-	$(VENV)/bin/ruff check solution tests autotests
-	$(VENV)/bin/ruff format --check solution tests autotests
+test: $(VENV)/.installed $(TINY)/.built helm-venv
+	$(VENV)/bin/ruff check solution tests autotests scripts
+	$(VENV)/bin/ruff format --check solution tests autotests scripts
 	$(VENV)/bin/mypy solution
 	STANDINS_TINY=$(TINY) $(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check solution tests autotests
+	$(VENV)/bin/ruff check solution tests autotests scripts
 	$(VENV)/bin/mypy solution
 
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix solution tests autotests
-	$(VENV)/bin/ruff format solution tests autotests
+	$(VENV)/bin/ruff check --fix solution tests autotests scripts
+	$(VENV)/bin/ruff format solution tests autotests scripts
+
+## helm-venv: the deploy-tools venv (helm-sdkpy needs Python 3.12); quiet when up to date
+helm-venv:
+	scripts/helm_venv.sh $(HELM_VENV)
+
+## render-chart: print the chart's manifests; VALUES="solution/helm/envs/t4.yaml" adds values files
+render-chart: helm-venv
+	scripts/render_chart.sh $(VALUES)
+
+## test-deploy: only the deployment checks (chart, Dockerfile)
+test-deploy: $(VENV)/.installed helm-venv
+	$(PY) -m pytest -q tests/deploy
 
 clean:
 	rm -rf $(CACHE) .pytest_cache .mypy_cache .ruff_cache
