@@ -49,6 +49,10 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix solution tests autotests scripts
 	$(VENV)/bin/ruff format solution tests autotests scripts
 
+## stress: 100,000 hostile HTTP cases against a live server on the tiny stand-ins; prints a table
+stress: $(VENV)/.installed $(TINY)/.built
+	$(PY) -m tests.stress.run --cases 100000 --concurrency 32 --standins $(TINY)
+
 ## helm-venv: the deploy-tools venv (helm-sdkpy needs Python 3.12); quiet when up to date
 helm-venv:
 	scripts/helm_venv.sh $(HELM_VENV)

@@ -75,6 +75,11 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
     return b"".join(head) + response.body
 
 
+# After an error response, how long input is drained before the socket closes: enough for a
+# client on a slow link to read a short error; short enough that a hostile one holds no slot.
+LINGER_S = 2.0
+
+
 class _ProtocolError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -140,7 +145,11 @@ class HttpProtocol(asyncio.Protocol):
         self.state.connections.discard(self)
         self.closing = True
         self._cancel_timers()
-        for cycle in self.pipeline:  # the client left: its texts need no compute
+        self._abandon_pipeline()
+
+    def _abandon_pipeline(self) -> None:
+        """The client left: its requests need no compute (the engine drops cancelled texts)."""
+        for cycle in self.pipeline:
             if cycle.task is not None:
                 cycle.task.cancel()
         self.pipeline.clear()
@@ -168,16 +177,17 @@ class HttpProtocol(asyncio.Protocol):
             self._arm_keep_alive()  # bytes that began no request must not keep it open forever
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer what it sent, then close. A request cut off mid-way
-        gets a 400 (the client can still read)."""
-        if self.read_timer is not None:  # a request had begun and not completed
-            self._fail(400, "connection closed before the request was complete")
-            return False
-        if not self.pipeline:
-            self._close()
-            return False
-        self.pipeline[-1].keep_alive = False  # close after the last response
-        return True  # keep the transport open for writing
+        """The client closed its side. Like Go's net/http and nginx, read that as the client
+        going away: requests in flight are cancelled, so an abandoned request (a load tester's
+        timeout, a closed browser tab) costs no compute. A request cut off mid-way is answered
+        400, for a client that only half-closed."""
+        if not self.closing:
+            if self.read_timer is not None:  # a request had begun and not completed
+                self._fail(400, "connection closed before the request was complete")
+            else:
+                self._abandon_pipeline()
+                self._close()
+        return False  # let the transport close once its buffer is written
 
     def pause_writing(self) -> None:
         self._pause("write")
@@ -296,13 +306,21 @@ class HttpProtocol(asyncio.Protocol):
     ) -> None:
         """Answer a protocol-level error and close. Earlier pipelined requests are abandoned:
         after unparseable bytes the stream cannot be trusted."""
-        for cycle in self.pipeline:
-            if cycle.task is not None:
-                cycle.task.cancel()
-        self.pipeline.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_response(error_response(status, message, headers), False))
-        self._close()
+        self._abandon_pipeline()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(encode_response(error_response(status, message, headers), False))
+        # Lingering close: send EOF, keep reading (and discarding) for a moment, then close. An
+        # immediate close with unread input makes the kernel send RST, and a client still
+        # uploading a large body would lose the 413 it should read.
+        self.closing = True
+        self._cancel_timers()
+        self.pause_reasons.clear()
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER_S, transport.close)
 
     def _close(self) -> None:
         self.closing = True

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,64 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.live_server import Server, free_port, request
 
 HAPPY = "This is how true happiness looks like 👍😜"
-
-
-class Server:
-    """A ``python -m solution.server`` process; its log goes to a file (a pipe could fill up
-    and block the server)."""
-
-    def __init__(self, standins: Path, log: Path, **env: str):
-        self.port = free_port()
-        self.log_path = log
-        environ = {
-            **os.environ,
-            "CLS_MODELS_DIR": str(standins),
-            "CLS_HOST": "127.0.0.1",
-            "CLS_HTTP_PORT": str(self.port),
-            "CLS_GRPC_PORT": str(free_port()),
-            "HF_HUB_OFFLINE": "1",
-            **env,
-        }
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "solution.server"],
-                env=environ,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
-            try:
-                if request(self.port, "GET", "/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready:\n{self.log()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

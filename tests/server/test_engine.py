@@ -191,3 +191,32 @@ async def test_draining_engine_refuses_new_work(settings):
     with pytest.raises(ShuttingDown):
         await eng.submit(["after drain"])
     eng.stop()
+
+
+async def test_out_of_memory_on_a_large_batch_is_split_until_it_fits(engine: Engine):
+    """An OOM on more than two texts per call: halving the batch lets every text succeed."""
+    real_run = engine.runner.run
+    calls: list[int] = []
+
+    def run(work, n_rows):
+        calls.append(n_rows)
+        if n_rows > 2:
+            raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_run(work, n_rows)
+
+    reports: list[BatchReport] = []
+    engine.runner.run = run  # type: ignore[method-assign]
+    engine.observers.append(reports.append)
+    try:
+        texts = [f"oom text {i}" for i in range(8)]
+        results = await asyncio.wait_for(engine.submit(texts), 10)
+    finally:
+        engine.runner.run = real_run  # type: ignore[method-assign]
+        engine.observers.remove(reports.append)
+    assert len(results) == 8 and all(len(r) == 5 for r in results)
+    assert calls[0] == 8 and max(calls[1:]) <= 4 and sorted(calls)[:4] == [2, 2, 2, 2]
+    assert reports[-1].failed_texts == 0
+    for split, whole in zip(results, await engine.submit(texts), strict=True):
+        for key in whole:  # same answers as an unsplit batch
+            assert split[key].label == whole[key].label
+            assert split[key].score == pytest.approx(whole[key].score, abs=1e-5)

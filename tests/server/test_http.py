@@ -229,15 +229,12 @@ async def test_server_keeps_serving_after_protocol_errors(server):
     assert (await read_response(reader))[0] == 200
 
 
-async def test_half_closed_client_still_gets_its_responses(server):
+async def test_client_eof_abandons_requests_in_flight(server):
     reader, writer = await connect(server)
-    writer.write(post("/slow", b"1") + post("/fast", b"2"))
+    writer.write(post("/slow", b"1"))
+    await asyncio.sleep(0.05)
     writer.write_eof()
-    first = await read_response(reader)
-    second = await read_response(reader)
-    assert [orjson.loads(r[2])["body"] for r in (first, second)] == ["1", "2"]
-    assert second[1]["connection"] == "close"
-    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing computed for it
 
 
 async def test_eof_in_the_middle_of_a_request_is_answered_400(server):
@@ -246,3 +243,45 @@ async def test_eof_in_the_middle_of_a_request_is_answered_400(server):
     writer.write_eof()
     status, headers, _ = await read_response(reader)
     assert status == 400 and headers["connection"] == "close"
+
+
+async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engine):
+    """connection_lost cancels the request; the engine drops its text before compute."""
+    import threading
+
+    from solution.server.engine import BatchReport
+    from solution.server.routes import Routes
+
+    settings = config.load([], environ={})
+    srv = await http.serve(http.ServerState(settings, Routes(engine, 4)), "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    gate = threading.Event()
+    reports: list[BatchReport] = []
+
+    def hold(report: BatchReport) -> None:
+        gate.wait(5)
+
+    engine.observers[:0] = [hold]
+    engine.observers.append(reports.append)
+    try:
+        busy = asyncio.ensure_future(engine.submit(["keeps the models busy"]))
+        ahead = asyncio.ensure_future(engine.submit(["the batch prepared ahead"]))
+        await asyncio.sleep(0.1)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post("/process", b'"the client leaves"'))
+        await asyncio.sleep(0.1)
+        writer.close()
+        await asyncio.sleep(0.1)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(busy, ahead), 10)
+        for _ in range(100):
+            if engine.queued_texts == 0:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        engine.observers.remove(hold)
+        engine.observers.remove(reports.append)
+        srv.close()
+    assert sum(r.texts for r in reports) == 2
+    assert sum(r.dropped_texts for r in reports) == 1
+    assert engine.queued_texts == 0  # nothing leaked in the admission count

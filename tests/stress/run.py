@@ -1,0 +1,205 @@
+"""Send hostile HTTP cases at a live server and check every answer (``make stress``).
+
+    python -m tests.stress.run [--cases 100000] [--concurrency 32] [--target host:port]
+
+Without ``--target`` it starts ``python -m solution.server`` on the tiny stand-ins itself, so it
+can also watch the process: that it never dies, and how its memory moves. Each case opens a
+connection, sends its bytes (valid ones with ``Connection: close``; others followed by EOF, which
+ends an incomplete request), and reads until the server closes. A case *violates*
+when a valid request is not answered 200, a bad one gets a 5xx or no answer at all, or anything
+gets a 500. A case *hangs* when nothing comes back within the timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvloop
+
+from tests.live_server import Server, request, rss_kib
+from tests.stress.hostile import Case, cases
+
+STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    answered: int = 0
+    refused: int = 0  # 503: overload protection, not a failure
+    closed_silently: int = 0
+    hung: int = 0
+    violations: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def violate(self, case: Case, why: str) -> None:
+        self.violations[f"{case.kind}: {why}"] += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{case.kind}: {why}: {case.data[:120]!r}")
+
+
+async def run_case(host: str, port: int, case: Case, tally: Tally, timeout_s: float) -> None:
+    tally.sent += 1
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        tally.violate(case, f"connect failed: {exc}")
+        return
+    received = b""
+    try:
+        try:
+            writer.write(case.data)
+            if case.expect != "ok":  # EOF ends an incomplete request; the server reads it as
+                writer.write_eof()  # the client leaving, so a valid request must not send it
+            await writer.drain()
+        except OSError:
+            pass  # the server may refuse a large body early; its answer is still readable
+        received = await asyncio.wait_for(reader.read(-1), timeout_s)
+    except TimeoutError:
+        tally.hung += 1
+        tally.violate(case, "no answer and no close")
+        return
+    except OSError:
+        pass  # reset after an error response: judged on what was received
+    finally:
+        writer.close()
+    judge(case, [int(s) for s in STATUS.findall(received)], tally)
+
+
+def judge(case: Case, statuses: list[int], tally: Tally) -> None:
+    tally.statuses.update(statuses)
+    if not statuses:
+        tally.closed_silently += 1
+        if case.expect != "any":
+            tally.violate(case, "closed without an answer")
+        return
+    tally.answered += 1
+    first = statuses[0]
+    if first == 503:
+        tally.refused += 1
+    elif 500 in statuses:
+        tally.violate(case, "500 internal error")
+    elif case.expect == "ok" and first != 200:
+        tally.violate(case, f"valid request answered {first}")
+    elif case.expect == "reject" and not 400 <= first < 500:
+        tally.violate(case, f"bad request answered {first}")
+
+
+async def run(
+    host: str, port: int, n: int, concurrency: int, seed: int, timeout_s: float, tally: Tally
+) -> None:
+    queue: asyncio.Queue[Case | None] = asyncio.Queue(maxsize=concurrency * 2)
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        while (case := await queue.get()) is not None:
+            await run_case(host, port, case, tally, timeout_s)
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    for i, case in enumerate(cases(n, seed)):
+        await queue.put(case)
+        if i and i % 10_000 == 0:
+            rate = i / (time.perf_counter() - started)
+            print(f"  {i:>7} cases sent, {rate:,.0f}/s", file=sys.stderr, flush=True)
+    for _ in workers:
+        await queue.put(None)
+    await asyncio.gather(*workers)
+
+
+def stress(
+    n: int, concurrency: int, seed: int, timeout_s: float, target: str | None, standins: Path | None
+) -> tuple[Tally, dict[str, object]]:
+    """Run the cases; returns the tally and a summary (server alive, RSS, follow-up request)."""
+    tally = Tally()
+    server = None
+    if target:
+        host, port = target.rsplit(":", 1)[0], int(target.rsplit(":", 1)[1])
+    else:
+        assert standins is not None, "--standins or --target is needed"
+        log = Path(tempfile.mkdtemp()) / "server.log"
+        server = Server(standins, log, CLS_HEADER_TIMEOUT_S="3")
+        server.wait_ready()
+        host, port = "127.0.0.1", server.port
+    summary: dict[str, object] = {}
+    try:
+        if server:
+            request(port, "POST", "/process", b'"warm"')
+            summary["rss_before_kib"] = rss_kib(server.proc.pid)
+        started = time.perf_counter()
+        uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        if server:
+            summary["server_alive"] = server.proc.poll() is None
+            summary["rss_after_kib"] = rss_kib(server.proc.pid)
+        status, _ = request(port, "POST", "/process", b'"a normal request afterwards"')
+        summary["normal_request_after"] = status
+    finally:
+        if server:
+            summary["exit_code"] = server.stop()
+    return tally, summary
+
+
+def report(tally: Tally, summary: dict[str, object]) -> bool:
+    crashed = 0 if summary.get("server_alive", True) and summary.get("exit_code", 0) == 0 else 1
+    rows = [
+        ("cases sent", tally.sent),
+        ("answered", tally.answered),
+        ("refused (503)", tally.refused),
+        ("closed without answer", tally.closed_silently),
+        ("violations", sum(tally.violations.values())),
+        ("hung", tally.hung),
+        ("crashed", crashed),
+        (
+            "lost (valid, not answered 200)",
+            sum(v for k, v in tally.violations.items() if k.startswith(("valid", "hostile-text"))),
+        ),
+        ("RSS before (MiB)", _mib(summary.get("rss_before_kib"))),
+        ("RSS after (MiB)", _mib(summary.get("rss_after_kib"))),
+        ("normal request afterwards", summary.get("normal_request_after")),
+        ("seconds", summary.get("seconds")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    print("statuses:", dict(sorted(tally.statuses.items())))
+    for line in tally.examples:
+        print("example:", line)
+    return (
+        not tally.violations
+        and not tally.hung
+        and not crashed
+        and summary.get("normal_request_after") == 200
+    )
+
+
+def _mib(kib: object) -> str:
+    return f"{kib / 1024:.0f}" if isinstance(kib, int) else "-"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before 'hung'")
+    parser.add_argument("--target", help="host:port of a running server (else one is started)")
+    parser.add_argument("--standins", type=Path, default=Path(".cache/standins-tiny"))
+    args = parser.parse_args()
+    tally, summary = stress(
+        args.cases, args.concurrency, args.seed, args.timeout, args.target, args.standins
+    )
+    return 0 if report(tally, summary) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

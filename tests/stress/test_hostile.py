@@ -1,0 +1,107 @@
+"""A fast sample of the stress run (``make stress`` sends 100,000): hostile HTTP against a live
+server, and properties of the decoder and the protocol under arbitrary bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from solution.server import config, http
+from solution.server.errors import InvalidInput
+from solution.server.routes import decode_texts
+from tests.stress.hostile import cases
+from tests.stress.run import report, stress
+
+
+def test_generator_is_deterministic_and_covers_every_kind():
+    first = list(cases(400, seed=1))
+    assert first == list(cases(400, seed=1))
+    kinds = {c.kind for c in first}
+    assert {
+        "valid",
+        "bad-json",
+        "request-line",
+        "headers",
+        "content-length",
+        "chunked",
+        "pipelined-garbage",
+        "mutation",
+        "hostile-text",
+    } <= kinds
+
+
+def test_a_sample_of_hostile_requests_is_answered_correctly(standins_tiny, capsys):
+    tally, summary = stress(
+        1500, concurrency=16, seed=7, timeout_s=10.0, target=None, standins=standins_tiny
+    )
+    ok = report(tally, summary)
+    assert tally.sent == 1500
+    assert not tally.violations, tally.examples
+    assert tally.hung == 0
+    assert summary["server_alive"] is True and summary["exit_code"] == 0
+    assert summary["normal_request_after"] == 200
+    assert ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_decoding_arbitrary_bytes_either_succeeds_or_says_why(body):
+    try:
+        texts, _ = decode_texts(body, 64)
+    except InvalidInput as exc:
+        assert str(exc)
+    else:
+        assert all(isinstance(t, str) for t in texts)
+        for t in texts:
+            t.encode("utf-8")  # no lone surrogates reach the tokenizer
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(), max_size=5))
+def test_any_array_of_strings_round_trips(texts):
+    import json
+
+    assert decode_texts(json.dumps(texts).encode(), 64) == (
+        [t.encode("utf-8", "replace").decode() for t in texts],
+        False,
+    )
+
+
+async def ok(request: http.Request) -> http.Response:
+    return http.Response(200, b"{}")
+
+
+@pytest.fixture(scope="module")
+async def echo_server():
+    state = http.ServerState(config.load([], environ={"CLS_HEADER_TIMEOUT_S": "2"}), ok)
+    server = await http.serve(state, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prefix=st.sampled_from([b"", b'POST /process HTTP/1.1\r\nContent-Length: 2\r\n\r\n""']),
+    noise=st.binary(max_size=300),
+)
+async def test_protocol_answers_or_closes_on_arbitrary_bytes(echo_server, prefix, noise):
+    reader, writer = await asyncio.open_connection("127.0.0.1", echo_server)
+    try:
+        writer.write(prefix + noise)
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(-1), 5)  # never hangs
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    for line in data.split(b"\r\n"):
+        if line.startswith(b"HTTP/1.1 "):
+            status = int(line.split()[1])
+            assert status in (200, 400, 404, 405, 408, 413, 431), line
+    assert b"Traceback" not in data
