@@ -4,7 +4,8 @@ Runs in the deploy-tools venv (Python 3.12, scripts/helm_venv.sh); use scripts/r
 which sets HOME before Helm's Go runtime starts. helm-sdkpy has no ``helm template``: this runs
 ``helm install`` against scripts/fake_kube_api.py and prints the release's manifests (hooks too).
 
-    render_chart.py [--out DIR] [--kube-version 1.30.0] [values.yaml ...]
+    render_chart.py [--chart DIR] [--release NAME] [--namespace NS] [--out DIR]
+                    [--kube-version 1.30.0] [values.yaml ...]
 
 Values files merge left to right as with ``helm -f a.yaml -f b.yaml``. Without --out the
 manifests go to stdout; with it, one file per object (``<kind>-<name>.yaml``) into DIR.
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("values", nargs="*", type=Path, help="values files, merged in order")
     parser.add_argument("--out", type=Path, help="folder for one file per object (else stdout)")
-    parser.add_argument("--chart", type=Path, default=CHART)
+    parser.add_argument("--chart", type=Path, default=CHART, help="default: solution/helm")
     parser.add_argument("--release", default="tweet-classifier")
     parser.add_argument("--namespace", default="default")
     parser.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,15 @@ Manifests = dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
 
 
 def render(
-    out: Path | None, values: list[Path], kube_version: str = KUBE_VERSIONS[0]
+    out: Path | None,
+    values: list[Path],
+    kube_version: str = KUBE_VERSIONS[0],
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """scripts/render_chart.sh, as a user runs it; returns the finished process."""
-    cmd = [str(ROOT / "scripts" / "render_chart.sh"), "--kube-version", kube_version]
+    """scripts/render_chart.sh, as a user runs it; returns the finished process.
+
+    ``options`` go to the script as given, e.g. ``["--chart", "autotests/helm"]``."""
+    cmd = [str(ROOT / "scripts" / "render_chart.sh"), "--kube-version", kube_version, *options]
     if out is not None:
         cmd += ["--out", str(out)]
     env = {**os.environ, "HELM_VENV": str(VENV)}

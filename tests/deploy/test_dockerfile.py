@@ -60,6 +60,16 @@ def test_hadolint_is_clean(tools: Path, dockerfile: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_every_image_is_linted() -> None:
+    """The autotests image (autotests/Dockerfile, written separately) is linted once it exists."""
+    found = all_dockerfiles()
+    assert DOCKERFILE in found
+    autotests = ROOT / "autotests" / "Dockerfile"
+    if not autotests.exists():
+        pytest.skip("autotests/Dockerfile does not exist yet")
+    assert autotests in found
+
+
 def test_installs_through_the_install_script() -> None:
     runs = [args for kw, args in instructions(DOCKERFILE) if kw == "RUN"]
     assert any("scripts/install.sh" in run for run in runs)
