@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,47 @@ async def engine(settings: config.Settings) -> AsyncIterator[Engine]:
     await eng.warm_up(["warm", ""])
     yield eng
     eng.stop()
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
+    """Wait for a state instead of sleeping a guessed time (tests run on a loaded 2-core CI)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(0.005)
+
+
+class ComputeGate:
+    """An engine observer that holds the compute thread after a batch until ``release()``, so a
+    test can arrange the queue deterministically: one batch computing, one prepared ahead
+    (``engine_prepared_ahead``), the rest queued."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, report: object) -> None:
+        self.entered.set()
+        self.gate.wait(10)
+
+    def __enter__(self) -> ComputeGate:
+        self.engine.observers.insert(0, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate.set()
+        self.engine.observers.remove(self)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def engine_prepared_ahead(engine: Engine) -> bool:
+    return engine._channel.full()
+
+
+def engine_queue_length(engine: Engine) -> int:
+    with engine._wakeup:
+        return len(engine._queue)

@@ -156,7 +156,7 @@ class Engine:
     async def warm_up(self, texts: Sequence[str]) -> None:
         """One real batch through the whole path; only then is the engine ready."""
         await self.submit(texts, origin="warmup", admit_unready=True)
-        self.ready = True
+        self.ready = self.accepting  # a SIGTERM during warm-up keeps it not ready
 
     async def drain(self, grace_s: float) -> bool:
         """Refuse new work, then wait up to ``grace_s`` for admitted work; True if all finished."""
@@ -169,7 +169,8 @@ class Engine:
             return False
 
     def stop(self) -> None:
-        """Stop the threads; anything still queued is answered ``ShuttingDown``."""
+        """Stop the threads; anything still queued is answered ``ShuttingDown``. Blocking: call
+        it from a worker thread (answers go back to the event loop like any batch's)."""
         self.accepting = False
         with self._wakeup:
             self._stopping = True
@@ -177,7 +178,8 @@ class Engine:
             self._queue.clear()
             self._wakeup.notify_all()
         if leftovers:
-            self._deliver([(e, ShuttingDown("the service is shutting down")) for e in leftovers])
+            shutting = ShuttingDown("the service is shutting down")
+            self._loop_call(self._deliver, [(e, shutting) for e in leftovers])
         for thread in self._threads:
             thread.join(timeout=30)
 
@@ -341,7 +343,6 @@ class Engine:
         needed = sorted(set(live_rows))
         rows, seconds, stats = self._compute_rows(batch, needed)
         outcomes += [(e, rows[r]) for e, r in zip(live, live_rows, strict=True)]
-        self._loop_call(self._deliver, outcomes)
         report = BatchReport(
             texts=len(live),
             unique_texts=len(needed),
@@ -354,8 +355,14 @@ class Engine:
             failed_texts=sum(isinstance(r, Exception) for r in rows.values()),
             dropped_texts=len(outcomes) - len(live),
         )
+        # Observers run before delivery, so a batch's report exists by the time any of its clients
+        # has an answer (metrics and tests rely on that). A failing observer costs no answer.
         for observer in self.observers:
-            observer(report)
+            try:
+                observer(report)
+            except Exception:
+                log.exception("batch observer failed")
+        self._loop_call(self._deliver, outcomes)
 
     def _compute_rows(
         self, batch: _Batch, rows: list[int]

@@ -4,7 +4,6 @@ failure isolation, deadlines. Fault injection wraps the real runner; no model is
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import torch
 
 from solution.server.engine import BatchReport, Engine
 from solution.server.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
+from tests.conftest import ComputeGate, engine_prepared_ahead, engine_queue_length, until
 
 MIXED = [
     "",
@@ -67,22 +67,16 @@ async def test_identical_texts_are_computed_once(engine: Engine):
 
 async def test_concurrent_submits_share_batches(engine: Engine):
     reports: list[BatchReport] = []
-    gate = threading.Event()
-
-    def hold_first_batch(report: BatchReport) -> None:
-        gate.wait(5)  # the compute thread waits here while the next requests queue up
-
-    engine.observers[:0] = [hold_first_batch]
     engine.observers.append(reports.append)
     try:
-        first = asyncio.ensure_future(engine.submit(["first"]))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.ensure_future(engine.submit([f"text {i}"])) for i in range(20)]
-        await asyncio.sleep(0.05)
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+        with ComputeGate(engine) as gate:
+            first = asyncio.ensure_future(engine.submit(["first"]))
+            await until(gate.entered.is_set)  # the models are busy with "first"
+            rest = [asyncio.ensure_future(engine.submit([f"text {i}"])) for i in range(20)]
+            await until(lambda: engine.queued_texts == 21)
+            gate.release()
+            await asyncio.wait_for(asyncio.gather(first, *rest), 10)
     finally:
-        engine.observers.remove(hold_first_batch)
         engine.observers.remove(reports.append)
     assert max(r.texts for r in reports) > 1
 
@@ -143,35 +137,25 @@ async def test_expired_deadline_is_dropped_before_compute(engine: Engine):
 
 
 async def test_cancelled_request_costs_no_compute(engine: Engine):
-    gate = threading.Event()
     reports: list[BatchReport] = []
-
-    def hold(report: BatchReport) -> None:
-        gate.wait(5)
-
-    engine.observers[:0] = [hold]
     engine.observers.append(reports.append)
     try:
-        blocker = asyncio.ensure_future(engine.submit(["blocker"]))
-        await asyncio.sleep(0.05)
-        ahead = asyncio.ensure_future(engine.submit(["prepared while the blocker runs"]))
-        await asyncio.sleep(0.05)
-        gone = asyncio.ensure_future(engine.submit(["client left"]))
-        await asyncio.sleep(0.05)
-        gone.cancel()
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(blocker, ahead), 10)
-        for _ in range(100):
-            if engine.queued_texts == 0:
-                break
-            await asyncio.sleep(0.01)
+        with ComputeGate(engine) as gate:
+            blocker = asyncio.ensure_future(engine.submit(["blocker"]))
+            await until(gate.entered.is_set)
+            ahead = asyncio.ensure_future(engine.submit(["prepared while the blocker runs"]))
+            await until(lambda: engine_prepared_ahead(engine))
+            gone = asyncio.ensure_future(engine.submit(["client left"]))
+            await until(lambda: engine_queue_length(engine) == 1)
+            gone.cancel()
+            gate.release()
+            await asyncio.wait_for(asyncio.gather(blocker, ahead), 10)
+            await until(lambda: engine.queued_texts == 0)
     finally:
-        engine.observers.remove(hold)
         engine.observers.remove(reports.append)
     computed = sum(r.texts for r in reports)
     assert computed == 2  # blocker + the one prepared ahead; the cancelled text never ran
     assert sum(r.dropped_texts for r in reports) == 1
-    assert engine.queued_texts == 0
 
 
 async def test_empty_submit_returns_nothing(engine: Engine):
@@ -220,3 +204,25 @@ async def test_out_of_memory_on_a_large_batch_is_split_until_it_fits(engine: Eng
         for key in whole:  # same answers as an unsplit batch
             assert split[key].label == whole[key].label
             assert split[key].score == pytest.approx(whole[key].score, abs=1e-5)
+
+
+async def test_stop_answers_what_is_still_queued_with_shutting_down(settings):
+    from solution.server.app import build_engine
+
+    eng = await asyncio.to_thread(build_engine, settings)
+    eng.start()
+    await eng.warm_up(["warm"])
+    with ComputeGate(eng) as gate:
+        running = asyncio.ensure_future(eng.submit(["running"]))
+        await until(gate.entered.is_set)
+        ahead = asyncio.ensure_future(eng.submit(["prepared ahead"]))
+        await until(lambda: engine_prepared_ahead(eng))
+        queued = asyncio.ensure_future(eng.submit(["still queued"]))
+        await until(lambda: engine_queue_length(eng) == 1)
+        stopping = asyncio.ensure_future(asyncio.to_thread(eng.stop))  # as the app calls it
+        await until(lambda: engine_queue_length(eng) == 0)
+        gate.release()
+        await asyncio.wait_for(stopping, 30)
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(queued, 5)
+    assert len(await running) == 1 and len(await ahead) == 1  # work in hand is finished

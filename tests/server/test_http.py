@@ -14,6 +14,7 @@ import pytest
 
 from solution.server import config, http
 from solution.server.http import Request, Response
+from tests.conftest import ComputeGate, engine_prepared_ahead, engine_queue_length, until
 
 
 async def echo(request: Request) -> Response:
@@ -247,41 +248,30 @@ async def test_eof_in_the_middle_of_a_request_is_answered_400(server):
 
 async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engine):
     """connection_lost cancels the request; the engine drops its text before compute."""
-    import threading
-
     from solution.server.engine import BatchReport
     from solution.server.routes import Routes
 
     settings = config.load([], environ={})
     srv = await http.serve(http.ServerState(settings, Routes(engine, 4)), "127.0.0.1", 0)
     port = srv.sockets[0].getsockname()[1]
-    gate = threading.Event()
     reports: list[BatchReport] = []
-
-    def hold(report: BatchReport) -> None:
-        gate.wait(5)
-
-    engine.observers[:0] = [hold]
     engine.observers.append(reports.append)
     try:
-        busy = asyncio.ensure_future(engine.submit(["keeps the models busy"]))
-        ahead = asyncio.ensure_future(engine.submit(["the batch prepared ahead"]))
-        await asyncio.sleep(0.1)
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(post("/process", b'"the client leaves"'))
-        await asyncio.sleep(0.1)
-        writer.close()
-        await asyncio.sleep(0.1)
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(busy, ahead), 10)
-        for _ in range(100):
-            if engine.queued_texts == 0:
-                break
-            await asyncio.sleep(0.01)
+        with ComputeGate(engine) as gate:
+            busy = asyncio.ensure_future(engine.submit(["keeps the models busy"]))
+            await until(gate.entered.is_set)
+            ahead = asyncio.ensure_future(engine.submit(["the batch prepared ahead"]))
+            await until(lambda: engine_prepared_ahead(engine))
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(post("/process", b'"the client leaves"'))
+            await until(lambda: engine_queue_length(engine) == 1)
+            writer.close()
+            await until(lambda: engine._queue[0].request.cancelled)
+            gate.release()
+            await asyncio.wait_for(asyncio.gather(busy, ahead), 10)
+            await until(lambda: engine.queued_texts == 0)
     finally:
-        engine.observers.remove(hold)
         engine.observers.remove(reports.append)
         srv.close()
     assert sum(r.texts for r in reports) == 2
     assert sum(r.dropped_texts for r in reports) == 1
-    assert engine.queued_texts == 0  # nothing leaked in the admission count
