@@ -7,7 +7,7 @@ TINY := $(CACHE)/standins-tiny
 BASE := $(CACHE)/standins-base
 PORT ?= 8000
 
-.PHONY: install demo run test lint format stress bench bench-full clean
+.PHONY: install demo run test lint format proto stress bench bench-full clean
 
 # The stamp is rebuilt when the pins change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
@@ -46,6 +46,10 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix solution tests autotests
 	$(VENV)/bin/ruff format solution tests autotests
+
+## proto: regenerate the committed gRPC stubs from solution/proto/**/*.proto (grpcio-tools)
+proto: $(VENV)/.installed
+	$(PY) -m solution.proto.generate
 
 clean:
 	rm -rf $(CACHE) .pytest_cache .mypy_cache .ruff_cache
