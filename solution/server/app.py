@@ -20,6 +20,7 @@ from . import http
 from .config import Settings
 from .engine import BatchingLimits, Engine
 from .families import group_families
+from .grpc_service import GrpcFrontend
 from .models import load_model_specs, load_models
 from .routes import Routes
 from .runner import pick_device, pick_dtype
@@ -67,7 +68,7 @@ class App:
         self.servers: list[Any] = []
         self.stopped = asyncio.Event()
         self.stopping = False
-        self.grpc: Any = None  # the gRPC front-end, when enabled
+        self.grpc: GrpcFrontend | None = None  # the gRPC front-end, when enabled
 
     async def start(self) -> None:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
@@ -79,8 +80,19 @@ class App:
             routes = Routes(self.engine, s.max_texts_per_request)
             self.http_state = http.ServerState(s, routes)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
+        if s.enable_grpc:
+            self.grpc = GrpcFrontend(self.engine, s)
+            await self.grpc.start()  # health: NOT_SERVING
         await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
-        log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})
+        if self.grpc is not None:
+            await self.grpc.set_serving()
+        log.info(
+            "ready",
+            extra={
+                "http_port": s.http_port if s.enable_http else None,
+                "grpc_port": self.grpc.port if self.grpc is not None else None,
+            },
+        )
 
     async def shutdown(self) -> None:
         """Drain: refuse new work, finish what was accepted (within the grace period), close."""
@@ -92,6 +104,8 @@ class App:
             server.close()
         if self.http_state is not None:
             self.http_state.draining = True
+        if self.grpc is not None:
+            await self.grpc.drain()  # health: NOT_SERVING; the engine refuses new RPCs
         finished = True
         if self.engine is not None:
             finished = await self.engine.drain(self.settings.shutdown_grace_s)
@@ -101,6 +115,8 @@ class App:
         await asyncio.sleep(0)  # let the last responses reach their transports
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
+        if self.grpc is not None:
+            await self.grpc.stop()  # every RPC has its answer by now
         log.info("shutdown complete", extra={"all_answered": finished})
         self.stopped.set()
 
