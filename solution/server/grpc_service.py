@@ -158,8 +158,14 @@ class GrpcFrontend:
     async def start(self) -> None:
         """Listen, reporting NOT_SERVING until ``set_serving``."""
         s = self.settings
-        # A request message may be as large as an HTTP body (grpc answers RESOURCE_EXHAUSTED).
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", s.max_body_bytes)])
+        options = [
+            # a request message may be as large as an HTTP body (grpc answers RESOURCE_EXHAUSTED)
+            ("grpc.max_receive_message_length", s.max_body_bytes),
+            # grpc sets SO_REUSEPORT by default: a second server on the port would silently share
+            # its traffic instead of failing to start
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers(
             (ClassifierService(self.engine, s.max_texts_per_request).rpc_handler(),)
         )

@@ -222,6 +222,13 @@ async def test_health_and_reflection(frontends, channel):
     assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
 
 
+async def test_a_port_in_use_fails_start_up(frontends, engine: Engine, settings):
+    taken = int(frontends.grpc_target.rsplit(":", 1)[1])
+    second = GrpcFrontend(engine, settings.replace(grpc_port=taken))
+    with pytest.raises(OSError, match=f"gRPC cannot listen on {settings.host}:{taken}"):
+        await second.start()
+
+
 async def test_app_reports_health_from_loading_to_serving_to_draining(
     settings: config.Settings, monkeypatch: pytest.MonkeyPatch
 ):
