@@ -75,7 +75,6 @@ async def engine(settings: config.Settings) -> AsyncIterator[Engine]:
 class Frontends:
     http_target: str  # host:port
     grpc_target: str
-    grpc: GrpcFrontend
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +86,7 @@ async def frontends(engine: Engine, settings: config.Settings) -> AsyncIterator[
     await grpc_frontend.start()
     await grpc_frontend.set_serving()
     http_port = server.sockets[0].getsockname()[1]
-    yield Frontends(
-        f"{settings.host}:{http_port}", f"{settings.host}:{grpc_frontend.port}", grpc_frontend
-    )
+    yield Frontends(f"{settings.host}:{http_port}", f"{settings.host}:{grpc_frontend.port}")
     await grpc_frontend.stop(0)
     server.close()
     await server.wait_closed()
