@@ -9,7 +9,7 @@ PORT ?= 8000
 
 HELM_VENV := .venv-helm
 
-.PHONY: install demo run test lint format stress bench bench-full clean helm-venv render-chart test-deploy
+.PHONY: install demo run test lint format proto stress bench bench-full clean helm-venv render-chart test-deploy
 
 # The stamp is rebuilt when the pins change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
@@ -64,6 +64,10 @@ render-chart: helm-venv
 ## test-deploy: only the deployment checks (chart, Dockerfile)
 test-deploy: $(VENV)/.installed helm-venv
 	$(PY) -m pytest -q tests/deploy
+
+## proto: regenerate the committed gRPC stubs from solution/proto/**/*.proto (grpcio-tools)
+proto: $(VENV)/.installed
+	$(PY) -m solution.proto.generate
 
 clean:
 	rm -rf $(CACHE) .pytest_cache .mypy_cache .ruff_cache

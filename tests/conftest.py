@@ -6,15 +6,19 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
 
-from solution.server import config
+from solution.server import config, http
 from solution.server.app import build_engine
-from solution.server.engine import Engine
+from solution.server.engine import BatchReport, Engine
+from solution.server.grpc_service import GrpcFrontend
+from solution.server.routes import Routes
 from tests.live_server import free_port
 
 
@@ -101,3 +105,103 @@ def engine_prepared_ahead(engine: Engine) -> bool:
 def engine_queue_length(engine: Engine) -> int:
     with engine._wakeup:
         return len(engine._queue)
+
+
+# ---- front-ends on the shared engine (gRPC and client tests) -----------------------------------
+
+
+@dataclass
+class Frontends:
+    http_target: str  # host:port
+    grpc_target: str
+
+
+@pytest.fixture(scope="session")
+async def frontends(engine: Engine, settings: config.Settings) -> AsyncIterator[Frontends]:
+    """HTTP and gRPC served from the shared engine in the test loop, as ``App.start`` wires them."""
+    state = http.ServerState(settings, Routes(engine, settings.max_texts_per_request))
+    server = await http.serve(state, settings.host, 0)
+    grpc_frontend = GrpcFrontend(engine, settings.replace(grpc_port=0))
+    await grpc_frontend.start()
+    await grpc_frontend.set_serving()
+    http_port = server.sockets[0].getsockname()[1]
+    yield Frontends(f"{settings.host}:{http_port}", f"{settings.host}:{grpc_frontend.port}")
+    await grpc_frontend.stop(0)
+    server.close()
+    await server.wait_closed()
+
+
+class Gate:
+    """Holds the engine's prepare thread inside the tokenization of one marker text, so that
+    requests sent meanwhile queue up behind it: a slow batch without sleeps or timing luck."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.marker = f"gate marker {id(self)}"
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.held: asyncio.Future[Any] | None = None
+
+    def encode_wrapper(self, encode: Callable[[Sequence[str]], Any]) -> Callable[..., Any]:
+        def held_encode(texts: Sequence[str]) -> Any:
+            if self.marker in texts:
+                self.entered.set()
+                self.opened.wait(30)  # never hang a test run
+            return encode(texts)
+
+        return held_encode
+
+    async def close(self) -> None:
+        """Submit the marker and return once the prepare thread is held by it."""
+        await self.idle()  # nothing left over from an earlier test
+        self.held = asyncio.ensure_future(self.engine.submit([self.marker], origin="gate"))
+        assert await asyncio.to_thread(self.entered.wait, 10), "the engine never took the marker"
+
+    async def queued(self, texts: int) -> None:
+        """Wait until ``texts`` texts besides the marker wait in the engine's queue."""
+        async with asyncio.timeout(10):
+            while self.engine.queued_texts < texts + 1:
+                await asyncio.sleep(0.005)
+
+    async def open(self) -> None:
+        self.opened.set()
+        if self.held is not None:
+            async with asyncio.timeout(10):
+                await self.held
+
+    async def idle(self) -> None:
+        """Wait until every text admitted so far has been answered."""
+        async with asyncio.timeout(10):
+            while self.engine.queued_texts:
+                await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def gate(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gate]:
+    g = Gate(engine)
+    family = engine.families[0]
+    monkeypatch.setattr(family, "encode", g.encode_wrapper(family.encode))
+    yield g
+    await g.open()
+    await g.idle()
+
+
+class Reports(list[BatchReport]):
+    """The engine's batch reports, awaited by predicate: a test names the batch it needs instead
+    of assuming which entry of the list it is."""
+
+    async def wait_for(self, predicate: Callable[[BatchReport], bool]) -> BatchReport:
+        async with asyncio.timeout(10):
+            while True:
+                for report in list(self):
+                    if predicate(report):
+                        return report
+                await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def reports(engine: Engine) -> Iterator[Reports]:
+    collected = Reports()
+    engine.observers.append(collected.append)
+    yield collected
+    engine.observers.remove(collected.append)

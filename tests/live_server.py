@@ -24,13 +24,14 @@ class Server:
 
     def __init__(self, standins: Path, log: Path, **env: str):
         self.port = free_port()
+        self.grpc_port = free_port()
         self.log_path = log
         environ = {
             **os.environ,
             "CLS_MODELS_DIR": str(standins),
             "CLS_HOST": "127.0.0.1",
             "CLS_HTTP_PORT": str(self.port),
-            "CLS_GRPC_PORT": str(free_port()),
+            "CLS_GRPC_PORT": str(self.grpc_port),
             "HF_HUB_OFFLINE": "1",
             **env,
         }

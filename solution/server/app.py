@@ -20,6 +20,7 @@ from . import http
 from .config import Settings
 from .engine import BatchingLimits, Engine
 from .families import group_families
+from .grpc_service import GrpcFrontend
 from .metrics import Metrics
 from .models import load_model_specs, load_models
 from .routes import Routes
@@ -68,7 +69,7 @@ class App:
         self.servers: list[Any] = []
         self.stopped = asyncio.Event()
         self.stopping = False
-        self.grpc: Any = None  # the gRPC front-end, when enabled
+        self.grpc: GrpcFrontend | None = None  # the gRPC front-end, when enabled
         self.metrics = Metrics()
         self._routes: set[str] = set()
 
@@ -80,17 +81,32 @@ class App:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
         s = self.settings
         log.info("starting", extra={"config": s.public()})
+        # Both front-ends listen before the models load: /health answers, /ready and gRPC health
+        # say "not yet", and requests get 503 / UNAVAILABLE instead of connection refused.
         routes = Routes(None, s.max_texts_per_request, self.metrics.render)
         self._routes = set(routes.table)
         if s.enable_http:
             self.http_state = http.ServerState(s, routes, on_response=self._observe_http)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
+        if s.enable_grpc:
+            self.grpc = GrpcFrontend(None, s, on_response=self.metrics.observe_request)
+            await self.grpc.start()  # health: NOT_SERVING
         self.engine = await asyncio.to_thread(build_engine, s)
         self.engine.start()
         self.metrics.attach(self.engine)
         routes.engine = self.engine
+        if self.grpc is not None:
+            self.grpc.attach(self.engine)
         await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
-        log.info("ready", extra={"http_port": s.http_port if s.enable_http else None})
+        if self.grpc is not None:
+            await self.grpc.set_serving()
+        log.info(
+            "ready",
+            extra={
+                "http_port": s.http_port if s.enable_http else None,
+                "grpc_port": self.grpc.port if self.grpc is not None else None,
+            },
+        )
 
     async def shutdown(self) -> None:
         """Drain: refuse new work, finish what was accepted (within the grace period), close."""
@@ -102,6 +118,8 @@ class App:
             server.close()
         if self.http_state is not None:
             self.http_state.draining = True
+        if self.grpc is not None:
+            await self.grpc.drain()  # health: NOT_SERVING; the engine refuses new RPCs
         finished = True
         if self.engine is not None:
             finished = await self.engine.drain(self.settings.shutdown_grace_s)
@@ -111,6 +129,8 @@ class App:
         await asyncio.sleep(0)  # let the last responses reach their transports
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
+        if self.grpc is not None:
+            await self.grpc.stop()  # every RPC has its answer by now
         log.info("shutdown complete", extra={"all_answered": finished})
         self.stopped.set()
 

@@ -31,7 +31,7 @@ from . import batching
 from .errors import DeadlineExceeded, ModelFailure, NotReady, Overloaded, ShuttingDown
 from .families import Family
 from .models import LoadedModel
-from .runner import FamilyWork, ForwardCall, Runner
+from .runner import FamilyWork, ForwardCall, HeapTrimmer, Runner
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,9 @@ class Engine:
     # ---- compute thread ------------------------------------------------------------------------
 
     def _compute_loop(self) -> None:
+        trimmer = HeapTrimmer()
         while True:
+            trimmer.maybe_trim(idle=self._channel.empty())
             batch = self._channel.get()
             if batch is None:
                 return

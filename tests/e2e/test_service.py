@@ -19,13 +19,18 @@ HAPPY = "This is how true happiness looks like 👍😜"
 
 
 @pytest.fixture(scope="module")
-def server(standins_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def live(standins_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(standins_tiny, tmp_path_factory.mktemp("e2e") / "server.log")
     try:
         srv.wait_ready()
-        yield srv.port
+        yield srv
     finally:
         assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def server(live: Server) -> int:
+    return live.port
 
 
 def test_process_answers_five_results_like_the_readme_curl(server):
@@ -104,12 +109,18 @@ def test_unreachable_hub_fails_clearly_and_names_make_demo(tmp_path):
     assert "no-such-org/no-model" in proc.stderr
 
 
-def test_metrics_count_the_requests_served(server):
+def test_metrics_count_the_requests_served(live):
+    from solution.client import GrpcClient
+
+    server = live.port
     request(server, "POST", "/process", b'"count me"')
     request(server, "GET", "/no-such-route")
+    with GrpcClient(f"127.0.0.1:{live.grpc_port}", timeout=30) as client:
+        assert len(client.classify("count me over grpc")) == 5
     status, body = request(server, "GET", "/metrics")
     text = body.decode()
     assert status == 200
     assert 'classifier_requests_total{protocol="http",route="/process",status="200"}' in text
     assert 'route="other",status="404"' in text  # unknown paths share one label value
+    assert 'classifier_requests_total{protocol="grpc",route="Classify",status="OK"}' in text
     assert "classifier_batch_texts_bucket" in text

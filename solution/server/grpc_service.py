@@ -1,0 +1,217 @@
+"""gRPC front-end: ``classifier.v1.Classifier``, the standard health service and reflection.
+
+It runs in the HTTP server's process and event loop and calls the same ``Engine.submit``; a handler
+only decodes the request, calls the engine and encodes the results. ``ERROR_STATUS`` is the one
+table from engine errors to gRPC statuses (``routes.ERROR_STATUS`` is HTTP's).
+
+Requests are parsed inside the handler rather than by grpc's deserializer hook, because grpc
+answers a deserializer failure with UNKNOWN, while a text that is not UTF-8 is INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from solution.proto.classifier.v1 import ERROR_METADATA_KEY
+from solution.proto.classifier.v1 import classifier_pb2 as pb
+
+from .config import Settings
+from .engine import Engine, Result
+from .errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelFailure,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    ShuttingDown,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
+
+ERROR_STATUS: dict[type[ServiceError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ModelFailure: grpc.StatusCode.INTERNAL,
+}
+
+# In-flight RPCs have all been answered by the engine when ``stop`` runs (``App.shutdown`` drains
+# first); this only lets the last responses flush and ends open health Watch streams, which would
+# otherwise hold the shutdown for the whole grace period.
+STOP_GRACE_S = 1.0
+
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_HEALTH_NAMES = (health.OVERALL_HEALTH, SERVICE_NAME)
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[M, grpc.aio.ServicerContext], Awaitable[Message]]
+Observe = Callable[[str, str, str, float], None]  # (protocol, method, status code, seconds)
+
+
+class ClassifierService:
+    """The RPC handlers: decode, call the engine, encode."""
+
+    def __init__(self, engine: Engine | None, max_texts: int):
+        self.engine = engine  # None while the models load: UNAVAILABLE, as HTTP answers 503
+        self.max_texts = max_texts
+
+    async def classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassifyResponse:
+        (result,) = await self._submit([request.text], context)
+        return pb.ClassifyResponse(result=encode_result(result))
+
+    async def classify_batch(
+        self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassifyBatchResponse:
+        if len(request.texts) > self.max_texts:
+            raise InvalidInput(
+                f"at most {self.max_texts} texts per request, got {len(request.texts)}"
+            )
+        results = await self._submit(list(request.texts), context)
+        return pb.ClassifyBatchResponse(results=[encode_result(r) for r in results])
+
+    async def _submit(
+        self, texts: Sequence[str], context: grpc.aio.ServicerContext
+    ) -> list[Result]:
+        # The client's deadline becomes the engine's: an expired request is dropped before compute.
+        if self.engine is None:
+            raise NotReady("models are still loading")
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        return await self.engine.submit(texts, deadline=deadline, origin="grpc")
+
+    def rpc_handler(self, observe: Observe | None = None) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Classify": _unary("Classify", self.classify, pb.ClassifyRequest, observe),
+                "ClassifyBatch": _unary(
+                    "ClassifyBatch", self.classify_batch, pb.ClassifyBatchRequest, observe
+                ),
+            },
+        )
+
+
+def encode_result(result: Result) -> pb.Result:
+    return pb.Result(
+        predictions=[
+            pb.Prediction(model=k, label=p.label, score=p.score) for k, p in result.items()
+        ]
+    )
+
+
+def _unary(
+    method: str, handler: Handler[M], request_type: type[M], observe: Observe | None
+) -> grpc.RpcMethodHandler:
+    """A unary method: parse the raw request, run ``handler``, answer errors through the table,
+    report (method, status, seconds) to ``observe`` (metrics)."""
+
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError as exc:  # for example a string field that is not UTF-8
+                raise InvalidInput(f"malformed {request_type.__name__}: {exc}") from None
+            return await handler(request, context)
+        except ServiceError as exc:
+            code = ERROR_STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
+            await _abort(context, exc, code)
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("unexpected error in a gRPC handler")
+            await _abort(context, ServiceError("internal error"), code)
+        finally:
+            if observe is not None:
+                observe("grpc", method, code.name, time.perf_counter() - started)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, request_deserializer=None, response_serializer=_serialize
+    )
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, exc: ServiceError, code: grpc.StatusCode
+) -> NoReturn:
+    """Send ``code`` with the error's message, marked as the service's (not grpc's) status."""
+    await context.abort(
+        code, str(exc), trailing_metadata=((ERROR_METADATA_KEY, type(exc).__name__),)
+    )
+    raise AssertionError("context.abort always raises")
+
+
+class GrpcFrontend:
+    """The gRPC server with its health states. Create and start it inside the running loop."""
+
+    def __init__(
+        self, engine: Engine | None, settings: Settings, on_response: Observe | None = None
+    ):
+        self.service = ClassifierService(engine, settings.max_texts_per_request)
+        self.on_response = on_response
+        self.settings = settings
+        self.health = health.aio.HealthServicer()
+        self.server: Any = None  # grpc.aio.Server, once started
+        self.port = 0  # the bound port (settings.grpc_port, or the one picked for port 0)
+
+    async def start(self) -> None:
+        """Listen, reporting NOT_SERVING until ``set_serving``."""
+        s = self.settings
+        options = [
+            # a request message may be as large as an HTTP body (grpc answers RESOURCE_EXHAUSTED)
+            ("grpc.max_receive_message_length", s.max_body_bytes),
+            # grpc sets SO_REUSEPORT by default: a second server on the port would silently share
+            # its traffic instead of failing to start
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((self.service.rpc_handler(self.on_response),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        for name in _HEALTH_NAMES:
+            await self.health.set(name, _NOT_SERVING)
+        address = f"[{s.host}]:{s.grpc_port}" if ":" in s.host else f"{s.host}:{s.grpc_port}"
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's "Failed to bind"; OSError is what start-up reports
+            raise OSError(f"gRPC cannot listen on {address}: {exc}") from None
+        await server.start()
+        self.server = server
+
+    def attach(self, engine: Engine) -> None:
+        """The models have loaded: RPCs reach the engine from now on."""
+        self.service.engine = engine
+
+    async def set_serving(self) -> None:
+        """The models are warm: health says SERVING (ignored once draining has begun)."""
+        for name in _HEALTH_NAMES:
+            await self.health.set(name, _SERVING)
+
+    async def drain(self) -> None:
+        """Health says NOT_SERVING from now on; RPCs still arrive and the engine refuses them."""
+        await self.health.enter_graceful_shutdown()
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        if self.server is not None:
+            await self.server.stop(grace_s)
