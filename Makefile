@@ -51,7 +51,7 @@ format: $(VENV)/.installed
 
 ## stress: 100,000 hostile HTTP cases against a live server on the tiny stand-ins; prints a table
 stress: $(VENV)/.installed $(TINY)/.built
-	$(PY) -m tests.stress.run --cases 100000 --concurrency 32 --standins $(TINY)
+	$(PY) -m tests.stress.run --cases 100000 --grpc-cases 10000 --concurrency 32 --standins $(TINY)
 
 ## helm-venv: the deploy-tools venv (helm-sdkpy needs Python 3.12); quiet when up to date
 helm-venv:

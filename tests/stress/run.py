@@ -1,6 +1,7 @@
 """Send hostile HTTP cases at a live server and check every answer (``make stress``).
 
-    python -m tests.stress.run [--cases 100000] [--concurrency 32] [--target host:port]
+    python -m tests.stress.run [--cases 100000] [--grpc-cases 10000] [--concurrency 32]
+                               [--target host:port --grpc-target host:port]
 
 Without ``--target`` it starts ``python -m solution.server`` on the tiny stand-ins itself, so it
 can also watch the process: that it never dies, and how its memory moves. Each case opens a
@@ -22,10 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import uvloop
 
 from tests.live_server import Server, request, rss_kib
 from tests.stress.hostile import Case, cases
+from tests.stress.hostile_grpc import GrpcCase, grpc_cases
 
 STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
@@ -38,10 +41,10 @@ class Tally:
     closed_silently: int = 0
     hung: int = 0
     violations: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
+    statuses: Counter[int | str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
-    def violate(self, case: Case, why: str) -> None:
+    def violate(self, case: Case | GrpcCase, why: str) -> None:
         self.violations[f"{case.kind}: {why}"] += 1
         if len(self.examples) < 5:
             self.examples.append(f"{case.kind}: {why}: {case.data[:120]!r}")
@@ -94,6 +97,39 @@ def judge(case: Case, statuses: list[int], tally: Tally) -> None:
         tally.violate(case, f"bad request answered {first}")
 
 
+async def run_grpc(
+    target: str, n: int, concurrency: int, seed: int, timeout_s: float, tally: Tally
+) -> None:
+    """The gRPC payloads, through one channel with ``concurrency`` calls in flight."""
+    accepted = {
+        "ok": {"OK", "RESOURCE_EXHAUSTED"},
+        "reject": {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"},
+        "any": {"OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"},
+    }
+    limit = asyncio.Semaphore(concurrency)
+    async with grpc.aio.insecure_channel(target) as channel:
+
+        async def one(case: GrpcCase) -> None:
+            call = channel.unary_unary(case.method)  # no serializer: the raw bytes go out
+            tally.sent += 1
+            async with limit:
+                try:
+                    await call(case.data, timeout=timeout_s)
+                    code = "OK"
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code().name
+            if code == "DEADLINE_EXCEEDED":
+                tally.hung += 1
+            tally.answered += 1
+            tally.statuses[f"grpc {code}"] += 1
+            if code == "RESOURCE_EXHAUSTED" and case.expect == "ok":
+                tally.refused += 1
+            elif code not in accepted[case.expect]:
+                tally.violate(case, f"answered {code}")
+
+        await asyncio.gather(*(one(c) for c in grpc_cases(n, seed)))
+
+
 async def run(
     host: str, port: int, n: int, concurrency: int, seed: int, timeout_s: float, tally: Tally
 ) -> None:
@@ -116,7 +152,14 @@ async def run(
 
 
 def stress(
-    n: int, concurrency: int, seed: int, timeout_s: float, target: str | None, standins: Path | None
+    n: int,
+    concurrency: int,
+    seed: int,
+    timeout_s: float,
+    target: str | None,
+    standins: Path | None,
+    grpc_n: int = 0,
+    grpc_target: str | None = None,
 ) -> tuple[Tally, dict[str, object]]:
     """Run the cases; returns the tally and a summary (server alive, RSS, follow-up request)."""
     tally = Tally()
@@ -129,6 +172,7 @@ def stress(
         server = Server(standins, log, CLS_HEADER_TIMEOUT_S="3")
         server.wait_ready()
         host, port = "127.0.0.1", server.port
+        grpc_target = f"127.0.0.1:{server.grpc_port}"
     summary: dict[str, object] = {}
     try:
         if server:
@@ -136,6 +180,8 @@ def stress(
             summary["rss_before_kib"] = rss_kib(server.proc.pid)
         started = time.perf_counter()
         uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
+        if grpc_n and grpc_target:
+            uvloop.run(run_grpc(grpc_target, grpc_n, concurrency, seed, timeout_s, tally))
         summary["seconds"] = round(time.perf_counter() - started, 1)
         if server:
             summary["server_alive"] = server.proc.poll() is None
@@ -169,7 +215,7 @@ def report(tally: Tally, summary: dict[str, object]) -> bool:
     ]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
-    print("statuses:", dict(sorted(tally.statuses.items())))
+    print("statuses:", dict(sorted(tally.statuses.items(), key=str)))
     for line in tally.examples:
         print("example:", line)
     return (
@@ -192,11 +238,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before 'hung'")
+    parser.add_argument("--grpc-cases", type=int, default=10_000)
     parser.add_argument("--target", help="host:port of a running server (else one is started)")
+    parser.add_argument("--grpc-target", help="host:port of its gRPC front-end")
     parser.add_argument("--standins", type=Path, default=Path(".cache/standins-tiny"))
     args = parser.parse_args()
     tally, summary = stress(
-        args.cases, args.concurrency, args.seed, args.timeout, args.target, args.standins
+        args.cases,
+        args.concurrency,
+        args.seed,
+        args.timeout,
+        args.target,
+        args.standins,
+        args.grpc_cases,
+        args.grpc_target,
     )
     return 0 if report(tally, summary) else 1
 

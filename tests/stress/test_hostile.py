@@ -34,12 +34,19 @@ def test_generator_is_deterministic_and_covers_every_kind():
     } <= kinds
 
 
-def test_a_sample_of_hostile_requests_is_answered_correctly(standins_tiny, capsys):
+def test_a_sample_of_hostile_http_and_grpc_requests_is_answered_correctly(standins_tiny, capsys):
     tally, summary = stress(
-        1500, concurrency=16, seed=7, timeout_s=10.0, target=None, standins=standins_tiny
+        1500,
+        concurrency=16,
+        seed=7,
+        timeout_s=10.0,
+        target=None,
+        standins=standins_tiny,
+        grpc_n=300,
     )
     ok = report(tally, summary)
-    assert tally.sent == 1500
+    assert tally.sent == 1800
+    assert tally.statuses["grpc INVALID_ARGUMENT"] > 0 and tally.statuses["grpc OK"] > 0
     assert not tally.violations, tally.examples
     assert tally.hung == 0
     assert summary["server_alive"] is True and summary["exit_code"] == 0
