@@ -83,3 +83,19 @@ def values_of(env: str) -> dict[str, Any]:
     if env in ENV_FILES:
         values = merge(values, yaml.safe_load(ENV_FILES[env].read_text()))
     return values
+
+
+def validate_strict(tools: Path, folders: Sequence[Path], kube_version: str) -> list[str]:
+    """``kubernetes-validate --strict`` over every manifest in ``folders``; asserts it passed and
+    returns its report lines (one per file; "INFO" lines are the files with a schema)."""
+    files = sorted(str(p) for folder in folders for p in folder.glob("*.yaml"))
+    done = subprocess.run(
+        [str(tools / "kubernetes-validate"), "--strict", "-k", kube_version, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(files), lines
+    return lines

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, KUBE_VERSIONS, ROOT, Manifests, find, load_folder, render
+from deploy_support import (
+    CHART,
+    KUBE_VERSIONS,
+    ROOT,
+    Manifests,
+    find,
+    load_folder,
+    render,
+    validate_strict,
+)
 
 AUTOTESTS_CHART = ROOT / "autotests" / "helm"
 RELEASE = "autotests"
@@ -77,21 +86,9 @@ def values_of(case: str) -> dict[str, Any]:
 def test_manifests_pass_kubernetes_validate_strict(
     tools: Path, rendered_dirs: dict[tuple, Path], kube_version: str
 ) -> None:
-    files = sorted(
-        str(p)
-        for (_, kv), folder in rendered_dirs.items()
-        if kv == kube_version
-        for p in folder.glob("*.yaml")
-    )
-    done = subprocess.run(
-        [str(tools / "kubernetes-validate"), "--strict", "-k", kube_version, *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-    assert len(lines) == len(files) and all(line.startswith("INFO") for line in lines), lines
+    folders = [folder for (_, kv), folder in rendered_dirs.items() if kv == kube_version]
+    lines = validate_strict(tools, folders, kube_version)
+    assert all(line.startswith("INFO") for line in lines), lines
 
 
 @pytest.mark.parametrize("case", CASES)
