@@ -97,6 +97,15 @@ class ComputeGate:
     def release(self) -> None:
         self.gate.set()
 
+    async def fill_pipeline(self) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
+        """One batch computing (held here), one prepared ahead: what is submitted next waits
+        in the queue. Returns the two requests' futures."""
+        computing = asyncio.ensure_future(self.engine.submit(["computing"]))
+        await until(self.entered.is_set)
+        ahead = asyncio.ensure_future(self.engine.submit(["prepared ahead"]))
+        await until(lambda: engine_prepared_ahead(self.engine))
+        return computing, ahead
+
 
 def engine_prepared_ahead(engine: Engine) -> bool:
     return engine._channel.full()

@@ -12,7 +12,7 @@ import torch
 
 from solution.server.engine import BatchReport, Engine
 from solution.server.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
-from tests.conftest import ComputeGate, engine_prepared_ahead, engine_queue_length, until
+from tests.conftest import ComputeGate, engine_queue_length, until
 
 MIXED = [
     "",
@@ -141,10 +141,7 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
     engine.observers.append(reports.append)
     try:
         with ComputeGate(engine) as gate:
-            blocker = asyncio.ensure_future(engine.submit(["blocker"]))
-            await until(gate.entered.is_set)
-            ahead = asyncio.ensure_future(engine.submit(["prepared while the blocker runs"]))
-            await until(lambda: engine_prepared_ahead(engine))
+            blocker, ahead = await gate.fill_pipeline()
             gone = asyncio.ensure_future(engine.submit(["client left"]))
             await until(lambda: engine_queue_length(engine) == 1)
             gone.cancel()
@@ -213,10 +210,7 @@ async def test_stop_answers_what_is_still_queued_with_shutting_down(settings):
     eng.start()
     await eng.warm_up(["warm"])
     with ComputeGate(eng) as gate:
-        running = asyncio.ensure_future(eng.submit(["running"]))
-        await until(gate.entered.is_set)
-        ahead = asyncio.ensure_future(eng.submit(["prepared ahead"]))
-        await until(lambda: engine_prepared_ahead(eng))
+        running, ahead = await gate.fill_pipeline()
         queued = asyncio.ensure_future(eng.submit(["still queued"]))
         await until(lambda: engine_queue_length(eng) == 1)
         stopping = asyncio.ensure_future(asyncio.to_thread(eng.stop))  # as the app calls it

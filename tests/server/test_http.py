@@ -14,7 +14,7 @@ import pytest
 
 from solution.server import config, http
 from solution.server.http import Request, Response
-from tests.conftest import ComputeGate, engine_prepared_ahead, engine_queue_length, until
+from tests.conftest import ComputeGate, engine_queue_length, until
 
 
 async def echo(request: Request) -> Response:
@@ -258,10 +258,7 @@ async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engin
     engine.observers.append(reports.append)
     try:
         with ComputeGate(engine) as gate:
-            busy = asyncio.ensure_future(engine.submit(["keeps the models busy"]))
-            await until(gate.entered.is_set)
-            ahead = asyncio.ensure_future(engine.submit(["the batch prepared ahead"]))
-            await until(lambda: engine_prepared_ahead(engine))
+            busy, ahead = await gate.fill_pipeline()
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(post("/process", b'"the client leaves"'))
             await until(lambda: engine_queue_length(engine) == 1)
