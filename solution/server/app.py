@@ -50,7 +50,8 @@ def build_engine(settings: Settings) -> Engine:
     )
     log.info(
         "models loaded",
-        extra={
+        extra={  # the one start-up line with everything that decides behaviour
+            "config": settings.public(),
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "threads": torch.get_num_threads(),
@@ -80,7 +81,7 @@ class App:
     async def start(self) -> None:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
         s = self.settings
-        log.info("starting", extra={"config": s.public()})
+        log.info("starting", extra={"http_port": s.http_port, "grpc_port": s.grpc_port})
         # Both front-ends listen before the models load: /health answers, /ready and gRPC health
         # say "not yet", and requests get 503 / UNAVAILABLE instead of connection refused.
         routes = Routes(None, s.max_texts_per_request, self.metrics.render)
