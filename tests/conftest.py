@@ -74,8 +74,8 @@ async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> Non
 
 class ComputeGate:
     """An engine observer that holds the compute thread after a batch until ``release()``, so a
-    test can arrange the queue deterministically: one batch computing, one prepared ahead
-    (``engine_prepared_ahead``), the rest queued."""
+    test can arrange the queue deterministically: one batch computing, the rest queued (no batch
+    is cut while the compute thread is busy)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -98,17 +98,13 @@ class ComputeGate:
         self.gate.set()
 
     async def fill_pipeline(self) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
-        """One batch computing (held here), one prepared ahead: what is submitted next waits
-        in the queue. Returns the two requests' futures."""
+        """One batch computing (held here) and one text queued behind it. Returns the two
+        requests' futures."""
         computing = asyncio.ensure_future(self.engine.submit(["computing"]))
         await until(self.entered.is_set)
-        ahead = asyncio.ensure_future(self.engine.submit(["prepared ahead"]))
-        await until(lambda: engine_prepared_ahead(self.engine))
-        return computing, ahead
-
-
-def engine_prepared_ahead(engine: Engine) -> bool:
-    return engine._channel.full()
+        queued = asyncio.ensure_future(self.engine.submit(["queued first"]))
+        await until(lambda: engine_queue_length(self.engine) == 1)
+        return computing, queued
 
 
 def engine_queue_length(engine: Engine) -> int:

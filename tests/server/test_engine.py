@@ -73,12 +73,16 @@ async def test_concurrent_submits_share_batches(engine: Engine):
             first = asyncio.ensure_future(engine.submit(["first"]))
             await until(gate.entered.is_set)  # the models are busy with "first"
             rest = [asyncio.ensure_future(engine.submit([f"text {i}"])) for i in range(20)]
-            await until(lambda: engine.queued_texts == 21)
+            await until(lambda: engine_queue_length(engine) == 20)
+            # tokenized ahead while the models are busy, but no batch cut yet
+            await until(lambda: all(e.ids for e in list(engine._queue)))
+            assert engine_queue_length(engine) == 20
             gate.release()
             await asyncio.wait_for(asyncio.gather(first, *rest), 10)
     finally:
         engine.observers.remove(reports.append)
-    assert max(r.texts for r in reports) > 1
+    # cut when the models were free: one batch holds everything that queued meanwhile
+    assert [r.texts for r in reports] == [1, 20]
 
 
 @pytest.fixture
@@ -143,7 +147,7 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
         with ComputeGate(engine) as gate:
             blocker, ahead = await gate.fill_pipeline()
             gone = asyncio.ensure_future(engine.submit(["client left"]))
-            await until(lambda: engine_queue_length(engine) == 1)
+            await until(lambda: engine_queue_length(engine) == 2)
             gone.cancel()
             gate.release()
             await asyncio.wait_for(asyncio.gather(blocker, ahead), 10)
@@ -151,7 +155,7 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
     finally:
         engine.observers.remove(reports.append)
     computed = sum(r.texts for r in reports)
-    assert computed == 2  # blocker + the one prepared ahead; the cancelled text never ran
+    assert computed == 2  # blocker + the one queued before; the cancelled text never ran
     assert sum(r.dropped_texts for r in reports) == 1
 
 
@@ -212,11 +216,12 @@ async def test_stop_answers_what_is_still_queued_with_shutting_down(settings):
     with ComputeGate(eng) as gate:
         running, ahead = await gate.fill_pipeline()
         queued = asyncio.ensure_future(eng.submit(["still queued"]))
-        await until(lambda: engine_queue_length(eng) == 1)
+        await until(lambda: engine_queue_length(eng) == 2)
         stopping = asyncio.ensure_future(asyncio.to_thread(eng.stop))  # as the app calls it
         await until(lambda: engine_queue_length(eng) == 0)
         gate.release()
         await asyncio.wait_for(stopping, 30)
-    with pytest.raises(ShuttingDown):
-        await asyncio.wait_for(queued, 5)
-    assert len(await running) == 1 and len(await ahead) == 1  # work in hand is finished
+    for waiting in (ahead, queued):
+        with pytest.raises(ShuttingDown):
+            await asyncio.wait_for(waiting, 5)
+    assert len(await running) == 1  # the batch in hand is finished
