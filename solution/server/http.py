@@ -59,25 +59,50 @@ def error_response(
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
 
+_HEADS: dict[tuple[int, bytes], bytes] = {}  # (status, content type) -> head up to the length
+
+
 def encode_response(response: Response, keep_alive: bool) -> bytes:
-    head = [
-        _STATUS_LINES.get(response.status, f"HTTP/1.1 {response.status} \r\n".encode()),
-        b"content-type: ",
-        response.content_type,
-        b"\r\n",
-        b"content-length: ",
-        str(len(response.body)).encode(),
-        b"\r\n",
-    ]
-    for name, value in response.headers:
-        head += [name, b": ", value, b"\r\n"]
-    head.append(b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n")
-    return b"".join(head) + response.body
+    """Status line and headers are built once per (status, content type) and reused: on the hot
+    path only the length and the connection header change."""
+    key = (response.status, response.content_type)
+    head = _HEADS.get(key)
+    if head is None:
+        status = _STATUS_LINES.get(response.status, f"HTTP/1.1 {response.status} \r\n".encode())
+        head = _HEADS[key] = b"%scontent-type: %s\r\ncontent-length: " % (
+            status,
+            response.content_type,
+        )
+    extra = b"".join(b"%s: %s\r\n" % pair for pair in response.headers)
+    connection = b"keep-alive" if keep_alive else b"close"
+    return b"%s%d\r\n%sconnection: %s\r\n\r\n%s" % (
+        head,
+        len(response.body),
+        extra,
+        connection,
+        response.body,
+    )
 
 
 # After an error response, how long input is drained before the socket closes: enough for a
 # client on a slow link to read a short error; short enough that a hostile one holds no slot.
 LINGER_S = 2.0
+
+
+_METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
+
+
+def _path_of(target: bytes) -> str:
+    """The path of a request target. The usual origin form ("/process") is split here; other
+    forms (absolute URLs) go through httptools' URL parser."""
+    if target.startswith(b"/"):
+        path = target.split(b"?", 1)[0].split(b"#", 1)[0]
+    else:
+        try:
+            path = httptools.parse_url(target).path or b""
+        except httptools.HttpParserInvalidURLError:
+            raise _ProtocolError(400, "malformed request target") from None
+    return path.decode("utf-8", "replace")
 
 
 class _ProtocolError(Exception):
@@ -244,13 +269,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.read_timer is not None:
             self.read_timer.cancel()
             self.read_timer = None
-        try:
-            path = httptools.parse_url(self.url).path.decode("utf-8", "replace")
-        except httptools.HttpParserInvalidURLError:
-            raise _ProtocolError(400, "malformed request target") from None
+        method = self.parser.get_method()
         request = Request(
-            method=self.parser.get_method().decode("ascii", "replace"),
-            path=path,
+            method=_METHODS.get(method) or method.decode("ascii", "replace"),
+            path=_path_of(self.url),
             headers=self.headers,
             body=b"".join(self.body),
             keep_alive=self.parser.should_keep_alive() and not self.state.draining,

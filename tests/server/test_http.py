@@ -272,3 +272,19 @@ async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engin
         srv.close()
     assert sum(r.texts for r in reports) == 2
     assert sum(r.dropped_texts for r in reports) == 1
+
+
+@pytest.mark.parametrize(
+    "target, path",
+    [
+        (b"/a?x=1", "/a"),
+        (b"/a#frag", "/a"),
+        (b"http://host:8000/b?q", "/b"),
+        (b"/", "/"),
+    ],
+)
+async def test_request_target_forms_resolve_to_the_path(server, target, path):
+    reader, writer = await connect(server)
+    writer.write(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target)
+    status, _, body = await read_response(reader)
+    assert status == 200 and orjson.loads(body)["path"] == path
