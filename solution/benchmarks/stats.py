@@ -35,6 +35,14 @@ def latency_summary(seconds: Iterable[float]) -> dict[str, float]:
     return out
 
 
+def cdf(seconds: Iterable[float], points: int = 101) -> list[float]:
+    """Latency in ms at evenly spaced percentiles 0..100, for plotting a CDF."""
+    values = sorted(seconds)
+    if not values:
+        return []
+    return [1000.0 * percentile(values, 100.0 * i / (points - 1)) for i in range(points)]
+
+
 def distribution(values: Iterable[float]) -> dict[str, float]:
     """Mean, p50, p95 and max of plain numbers (tokens per text, batch sizes)."""
     ordered = sorted(values)
@@ -102,6 +110,7 @@ class Tally:
             "throughput_window_s": list(self.window or (0.0, self.duration_s)),
             "max_in_flight": self.max_in_flight,
             "latency_ms": latency_summary(self.latencies),
+            "cdf_ms": cdf(self.latencies),
         }
 
 
