@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from solution.server.config import DEFAULT_MODEL_CONFIG
 
 LabelSets = dict[str, frozenset[str]]  # response key -> labels the API may answer
@@ -69,6 +67,8 @@ def check_result(result: Any, labels: LabelSets) -> tuple[str, str] | None:
 
 def check_http(status: int, body: bytes, labels: LabelSets) -> tuple[str, str] | None:
     """The HTTP answer to one ``POST /process`` with a single JSON string."""
+    import orjson  # here: the GPU check imports this module where orjson may be absent
+
     if status != 200:
         return f"http_{status}", body[:200].decode("utf-8", "replace")
     try:

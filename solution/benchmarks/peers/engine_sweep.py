@@ -21,47 +21,13 @@ import uvloop
 from solution.server import config
 from solution.server.app import build_engine
 from solution.server.engine import Engine
-from solution.server.errors import ServiceError
 from solution.server.standins.corpus import reference_texts
 
-from ..checks import LabelSets, check_result, expected_labels
-from ..load import Outcome, open_loop
+from ..checks import expected_labels
+from ..engine_target import EngineTarget
+from ..load import open_loop
 from ..scenarios import Scenario, Stage
 from ..stats import format_summary
-
-
-class EngineTarget:
-    """``Engine.submit`` of one text per request, checked like an HTTP answer."""
-
-    def __init__(self, engine: Engine, texts: list[str], labels: LabelSets, name: str):
-        self.engine = engine
-        self.texts = texts
-        self.payloads = len(texts)
-        self.labels = labels
-        self.name = name
-
-    async def connect(self) -> EngineExchange:
-        return EngineExchange(self)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class EngineExchange:
-    def __init__(self, target: EngineTarget):
-        self.target = target
-        self.broken = False
-
-    async def send(self, index: int) -> Outcome:
-        try:
-            [result] = await self.target.engine.submit([self.target.texts[index]], origin="bench")
-        except ServiceError as exc:
-            return type(exc).__name__, str(exc)
-        plain = {k: {"score": p.score, "label": p.label} for k, p in result.items()}
-        return check_result(plain, self.target.labels)
-
-    def close(self) -> None:
-        return None
 
 
 async def sweep(args: argparse.Namespace) -> dict[str, Any]:

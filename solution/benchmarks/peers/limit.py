@@ -45,15 +45,18 @@ def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def forward(models: list[LoadedModel], families: list[Family], batch: Batch) -> torch.Tensor:
-    """(models, rows, 2): top-1 index and score, as the service's runner computes them."""
+    """(models, rows, 2): top-1 index and score, as the service's runner computes them; copied
+    to the host, which also waits for an accelerator to finish."""
     out = []
+    device = next(models[0].model.parameters()).device
     with torch.inference_mode():
         for family, (ids, mask) in zip(families, batch, strict=True):
+            ids, mask = ids.to(device), mask.to(device)
             for m in family.members:
                 logits = models[m].model(input_ids=ids, attention_mask=mask).logits
                 score, index = logits.float().softmax(-1).max(-1)
                 out.append((m, torch.stack([index.float(), score], 1)))
-    return torch.stack([t for _, t in sorted(out, key=lambda x: x[0])])
+    return torch.stack([t for _, t in sorted(out, key=lambda x: x[0])]).cpu()
 
 
 def measure(
