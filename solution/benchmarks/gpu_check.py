@@ -90,8 +90,8 @@ def families_of(models: list[LoadedModel]) -> list[Any]:
 def parity(models_half: list[LoadedModel], texts: list[str]) -> dict[str, Any]:
     """The same weights in fp32 against the half-precision models, batches of 8."""
     models_full = [copy.copy(m) for m in models_half]
-    for full in models_full:
-        full.model = copy.deepcopy(full.model).float()
+    for entry in models_full:
+        entry.model = copy.deepcopy(entry.model).float()
     families = families_of(models_half)
     ids = [f.encode(texts) for f in families]
     rows = list(range(len(texts)))
