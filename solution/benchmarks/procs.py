@@ -19,13 +19,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_get_status(port: int, path: str, timeout_s: float = 2.0) -> int:
-    """Status of ``GET path`` on 127.0.0.1:port, or 0 when nothing answers."""
+def http_get_status(port: int, path: str, host: str = "127.0.0.1", timeout_s: float = 2.0) -> int:
+    """Status of ``GET path`` on host:port, or 0 when nothing answers."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
-            s.sendall(
-                f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n".encode()
-            )
+        with socket.create_connection((host, port), timeout=timeout_s) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
             head = s.recv(64)
     except OSError:
         return 0
