@@ -82,7 +82,7 @@ def measure(
         times.append(time.perf_counter() - t)
         texts += len(chunk)
         tokens += sum(cost[i] for i in chunk)
-        if time.perf_counter() - start >= min_s and len(times) >= 2:
+        if time.perf_counter() - start >= min_s:
             break
     busy = sum(times)
     mean_cost = statistics.fmean(cost)
