@@ -66,6 +66,10 @@ class _Run:
         tally.in_flight += 1
         tally.max_in_flight = max(tally.max_in_flight, tally.in_flight)
         try:
+            if exchange is not None and exchange.broken:
+                # the server closed it while idle (keep-alive timeout): a client reconnects
+                exchange.close()
+                exchange = None
             if exchange is None:
                 try:
                     exchange = await self.target.connect()

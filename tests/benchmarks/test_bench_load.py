@@ -22,7 +22,10 @@ class FakeExchange:
 class FakeTarget:
     name = "fake"
 
-    def __init__(self, delay_s=0.0, payloads=5, outcome=lambda i: None, refuse=False):
+    def __init__(
+        self, delay_s=0.0, payloads=5, outcome=lambda i: None, refuse=False, exchange=FakeExchange
+    ):
+        self.exchange = exchange
         self.delay_s = delay_s
         self.payloads = payloads
         self.outcome = outcome
@@ -35,7 +38,7 @@ class FakeTarget:
         self.connects += 1
         if self.refuse:
             raise ConnectionRefusedError("nothing listens")
-        return FakeExchange(self)
+        return self.exchange(self)
 
     async def aclose(self):
         return None
@@ -73,3 +76,19 @@ async def test_closed_loop_keeps_its_users_busy_until_the_deadline():
     assert 40 <= len(tally.latencies) <= 4 * 31  # ~30 per user; sleeps may run long, never short
     assert tally.failed == 0 and tally.unsent == 0
     assert target.closed == 4  # every user's connection is closed at the end
+
+
+class IdleClosingExchange(FakeExchange):
+    """Answers, then the server closes the connection while it is idle (keep-alive timeout)."""
+
+    async def send(self, index):
+        outcome = await super().send(index)
+        asyncio.get_running_loop().call_soon(setattr, self, "broken", True)
+        return outcome
+
+
+async def test_a_connection_closed_while_idle_is_reopened_not_counted_as_an_error():
+    target = FakeTarget(exchange=IdleClosingExchange)
+    tally = await open_loop(target, [0.0, 0.05, 0.1], max_vus=1)
+    assert tally.failed == 0 and len(tally.latencies) == 3
+    assert target.connects == 3  # reconnected before each later request
