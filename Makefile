@@ -6,6 +6,7 @@ CACHE := .cache
 TINY := $(CACHE)/standins-tiny
 BASE := $(CACHE)/standins-base
 PORT ?= 8000
+BENCH_ARGS ?=
 
 .PHONY: install demo run test lint format stress bench bench-full clean
 
@@ -39,11 +40,11 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 
 ## bench: the short benchmark (~10 min on 2 cores): results/, plots and the README table
 bench: $(VENV)/.bench-installed $(BASE)/.built
-	$(PY) -m solution.benchmarks bench --plan short --models-dir $(BASE)
+	$(PY) -m solution.benchmarks bench --plan short --models-dir $(BASE) $(BENCH_ARGS)
 
 ## bench-full: the headline benchmark (about an hour on 2 cores)
 bench-full: $(VENV)/.bench-installed $(BASE)/.built
-	$(PY) -m solution.benchmarks bench --plan full --models-dir $(BASE)
+	$(PY) -m solution.benchmarks bench --plan full --models-dir $(BASE) $(BENCH_ARGS)
 
 ## test: lint, type-check and the whole test suite on the tiny stand-ins
 test: $(VENV)/.installed $(TINY)/.built

@@ -155,6 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--out", type=Path, default=Path("solution/benchmarks/results"))
     bench.add_argument("--models-dir", default=".cache/standins-base")
+    bench.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads of every model process (0: torch's default, all cores)",
+    )
+    bench.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY of every model process ('' leaves it unset); see suite.py",
+    )
     bench.add_argument("--only", default="", help="comma-separated parts to run (debugging)")
 
     args = parser.parse_args(argv)

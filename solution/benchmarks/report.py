@@ -209,7 +209,8 @@ def markdown(doc: Doc, name: str) -> str:
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, "
         f"torch {m.get('torch')}, flags {' '.join(m.get('cpu_flags', []))}. "
-        f"Models: `{doc.get('models_dir')}`. Tokens per text: "
+        f"Models: `{doc.get('models_dir')}`; intra-op threads per model process: "
+        f"{doc.get('threads')}, OMP_WAIT_POLICY {doc.get('omp_wait_policy')}. Tokens per text: "
         f"mean {_f(tokens.get('mean'))} tokens, p95 {_f(tokens.get('p95'), 0)}. "
         f"Run took {_f(doc.get('wall_s'), 0)} s; other work on the machine kept "
         f"{_f(share.get('others_cores'), 2)} cores busy on average meanwhile.",

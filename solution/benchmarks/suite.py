@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,14 +121,31 @@ PLANS = {p.name: p for p in (SHORT, FULL, SMOKE)}
 
 
 class Suite:
-    def __init__(self, plan: Plan, out: Path, models_dir: str, only: set[str]):
+    def __init__(
+        self, plan: Plan, out: Path, models_dir: str, only: set[str], threads: int, omp_wait: str
+    ):
         self.plan = plan
+        self.threads = threads
+        self.omp_wait = omp_wait
         self.out = out
         self.tmp = out / "tmp"
         self.models_dir = models_dir
         self.only = only
         self.texts = reference_texts(plan.texts, seed=0)
         self.labels: LabelSets = expected_labels(models_dir=models_dir)
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Every model process gets the same intra-op threads (0: torch's default, all cores) and
+        OpenMP wait policy. PASSIVE by default: on 2 cores shared with any other busy process,
+        OpenMP's spinning barrier made a 2-thread forward ~10x slower (1.8 s instead of 0.16 s,
+        base model, one text); PASSIVE keeps it within 20% of the 1-thread time."""
+        env = dict(extra or {})
+        if self.omp_wait:
+            env["OMP_WAIT_POLICY"] = self.omp_wait
+        if self.threads:
+            n = str(self.threads)
+            env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, CLS_TORCH_THREADS=n)
+        return env
 
     def want(self, part: str) -> bool:
         return not self.only or part in self.only
@@ -224,7 +242,7 @@ class Suite:
             "--json",
             str(path),
         ]
-        subprocess.run(argv, check=True)
+        subprocess.run(argv, check=True, env={**os.environ, **self.env()})
         return dict(json.loads(path.read_text()))
 
     def sweep(self, capacity: float) -> dict[str, Any]:
@@ -246,7 +264,7 @@ class Suite:
             "--json",
             str(path),
         ]
-        subprocess.run(argv, check=True)
+        subprocess.run(argv, check=True, env={**os.environ, **self.env()})
         return dict(json.loads(path.read_text()))
 
     def peer(
@@ -261,7 +279,7 @@ class Suite:
     ) -> dict[str, Any]:
         port = port or free_port()
         result: dict[str, Any] = {"levels": {}}
-        with Server(name, argv, port, self.tmp / f"{name}.log", env) as s:
+        with Server(name, argv, port, self.tmp / f"{name}.log", self.env(env)) as s:
             result["start_s"] = s.started_in_s
             for n in levels:
                 target = self.http_target(s.url)
@@ -318,8 +336,10 @@ class Suite:
         }
 
 
-def run(plan: Plan, out: Path, models_dir: str, only: set[str]) -> dict[str, Any]:
-    suite = Suite(plan, out, models_dir, only)
+def run(
+    plan: Plan, out: Path, models_dir: str, only: set[str], threads: int, omp_wait: str
+) -> dict[str, Any]:
+    suite = Suite(plan, out, models_dir, only, threads, omp_wait)
     share = CpuShare()
     started = time.perf_counter()
     doc: dict[str, Any] = {
@@ -327,6 +347,8 @@ def run(plan: Plan, out: Path, models_dir: str, only: set[str]) -> dict[str, Any
         "command": [PY, "-m", "solution.benchmarks", *sys.argv[1:]],
         "machine": machine_info(),
         "models_dir": models_dir,
+        "threads": threads or "torch default (all cores)",
+        "omp_wait_policy": omp_wait or "unset",
         "tokens": token_stats(suite.texts, models_dir),
         "peers": {},
     }
@@ -389,7 +411,7 @@ def main(args: argparse.Namespace) -> int:
     only = {p for p in args.only.split(",") if p}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    doc = run(plan, out, args.models_dir, only)
+    doc = run(plan, out, args.models_dir, only, args.threads, args.omp_wait_policy)
     name = f"bench-{plan.name}" if not only else f"bench-{plan.name}-partial"
     (out / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     report.plots(doc, out, name)
