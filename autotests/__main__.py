@@ -24,6 +24,7 @@ from solution.benchmarks.http_client import HttpTarget
 from solution.benchmarks.machine import machine_info
 from solution.benchmarks.procs import http_get_status
 from solution.benchmarks.stats import format_summary
+from solution.benchmarks.tokens import format_tokens, token_stats
 from solution.server.standins.corpus import reference_texts
 
 
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(format_summary(r["scenario"], r))
         for sample in r["error_samples"][:3]:
             print(f"    e.g. {sample}")
+    tokens = token_stats(texts, None)
+    print(format_tokens(tokens))
     total_ok = sum(r["ok"] for r in results)
     unsent = sum(r["unsent"] for r in results)
     verdict = "PASS" if failed == 0 and total_ok > 0 else "FAIL"
@@ -126,6 +129,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "time_scale": args.scale,
             "rate_scale": args.rate_scale,
             "verdict": verdict,
+            "tokens": tokens,
             "machine": machine_info(),
             "scenarios": results,
         }
