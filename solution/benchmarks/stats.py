@@ -63,8 +63,8 @@ class Tally:
     ``latencies`` hold the seconds of answered requests that passed the checks; ``errors`` count
     the others by kind (``http_503``, ``timeout``, ``check_label``...); ``unsent`` counts arrivals
     an open loop could not send because every virtual user was busy (k6's dropped iterations).
-    Throughput counts the answers that completed inside ``window`` (seconds since the start), so
-    a closed loop's ramp-up and its drain after the deadline do not dilute it.
+    Throughput counts the answers that completed inside ``window`` (seconds since the start): a
+    closed loop's starts after its warm-up and ends with its last answer.
     """
 
     latencies: list[float] = field(default_factory=list)

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from solution.benchmarks.load import closed_loop, open_loop
 
 
@@ -92,3 +94,11 @@ async def test_a_connection_closed_while_idle_is_reopened_not_counted_as_an_erro
     tally = await open_loop(target, [0.0, 0.05, 0.1], max_vus=1)
     assert tally.failed == 0 and len(tally.latencies) == 3
     assert target.connects == 3  # reconnected before each later request
+
+
+async def test_closed_loop_throughput_counts_answers_that_outlast_the_deadline():
+    """One round of slow answers (a CPU batch) longer than the run is still a rate, not zero."""
+    target = FakeTarget(delay_s=0.4)
+    tally = await closed_loop(target, vus=4, duration_s=0.1)
+    assert len(tally.latencies) == 4 and tally.duration_s >= 0.4
+    assert tally.throughput() == pytest.approx(4 / tally.duration_s, rel=0.01)
