@@ -214,6 +214,12 @@ def markdown(doc: Doc, name: str) -> str:
         f"mean {_f(tokens.get('mean'))} tokens, p95 {_f(tokens.get('p95'), 0)}. "
         f"Run took {_f(doc.get('wall_s'), 0)} s; other work on the machine kept "
         f"{_f(share.get('others_cores'), 2)} cores busy on average meanwhile.",
+    ]
+    by_part = doc.get("cpu_share_by_part") or {}
+    if by_part:
+        shares = ", ".join(f"{k} {v['others_cores']:.2f}" for k, v in by_part.items())
+        lines += ["", f"Cores kept busy by other work, per part: {shares}."]
+    lines += [
         "",
         "| target | goal | measured | met | detail |",
         "|---|---|---|---|---|",
@@ -345,27 +351,26 @@ def plots(doc: Doc, out: Path, name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    peers = list(doc.get("peers", {}))
+    colour = {p: f"C{i}" for i, p in enumerate(peers)}  # one colour per peer in every panel
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    http = doc.get("http_layer") or {}
-    for server, data in http.items():
-        xs = [int(c) for c in data["levels"]]
-        axes[0].plot(
-            xs, [data["levels"][c]["throughput_rps"] for c in data["levels"]], "o-", label=server
-        )
-    axes[0].set(
-        xscale="log", xlabel="connections", ylabel="req/s", title="HTTP layer (no-op handler)"
-    )
+    for server, data in (doc.get("http_layer") or {}).items():
+        levels = data["levels"]
+        ys = [levels[c]["throughput_rps"] for c in levels]
+        axes[0].plot([int(c) for c in levels], ys, "o-", label=server)
+    axes[0].set(xscale="log", xlabel="connections", ylabel="req/s")
+    axes[0].set_title("HTTP layer (no-op handler)")
     for peer, data in doc.get("peers", {}).items():
         levels = data.get("levels", {})
-        xs = [int(c) for c in levels]
-        axes[1].plot(xs, [levels[c]["throughput_rps"] for c in levels], "o-", label=peer)
+        ys = [levels[c]["throughput_rps"] for c in levels]
+        axes[1].plot([int(c) for c in levels], ys, "o-", label=peer, color=colour[peer])
     for dtype, style in (("fp32", "--"), ("bf16", ":")):
         value = limit_rps(doc, dtype)
         if value:
             axes[1].axhline(value, linestyle=style, color="grey", label=f"bare limit {dtype}")
-    axes[1].set(
-        xscale="log", xlabel="concurrent users", ylabel="req/s", title="Five base models, CPU"
-    )
+    axes[1].set(xscale="log", xlabel="concurrent users", ylabel="req/s")
+    axes[1].set_title("Five base-size models")
     for ax in axes:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -377,12 +382,18 @@ def plots(doc: Doc, out: Path, name: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     n = str(doc["plan"]["saturation"])
     for peer, data in doc.get("peers", {}).items():
-        for level, ax in (("1", axes[0]), (n, axes[1])):
-            cdf = _get(data, "levels", level, "cdf_ms")
+        levels = data.get("levels", {})
+        top = n if n in levels else (max(levels, key=int) if levels else None)
+        for level, ax in (("1", axes[0]), (top, axes[1])):
+            cdf = _get(data, "levels", level, "cdf_ms") if level else None
             if cdf:
-                ax.plot(cdf, [i / (len(cdf) - 1) for i in range(len(cdf))], label=peer)
-    axes[0].set(title="Latency CDF, 1 user", xlabel="ms", ylabel="fraction answered")
-    axes[1].set(title=f"Latency CDF, {n} users", xlabel="ms", xscale="log")
+                label = peer if ax is axes[0] or level == n else f"{peer} ({level} users)"
+                ys = [i / (len(cdf) - 1) for i in range(len(cdf))]
+                ax.plot(cdf, ys, label=label, color=colour[peer])
+    axes[0].set(xlabel="ms", ylabel="fraction answered")
+    axes[0].set_title("Latency CDF, 1 user")
+    axes[1].set(xlabel="ms")
+    axes[1].set_title(f"Latency CDF, {n} users (saturation)")
     for ax in axes:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -390,3 +401,26 @@ def plots(doc: Doc, out: Path, name: str) -> None:
     fig.tight_layout()
     fig.savefig(out / f"{name}-latency-cdf.png", dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """``python -m solution.benchmarks.report results/bench-short.json``: recompute the ratios
+    and redraw the tables, plots and README block from a run's JSON (nothing is measured)."""
+    import json
+    import sys
+
+    path = Path(sys.argv[1])
+    doc = json.loads(path.read_text())
+    doc["ratios"] = ratios(doc)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    name = path.stem
+    plots(doc, path.parent, name)
+    table = markdown(doc, name)
+    path.with_suffix(".md").write_text(table)
+    if not name.endswith("-partial"):
+        update_readme(Path(__file__).with_name("README.md"), doc["plan"]["name"], table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

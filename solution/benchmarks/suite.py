@@ -68,7 +68,7 @@ SHORT = Plan(
     http_levels=(1, 16, 64),
     http_s=3.0,
     limit_batches="1,4,16",
-    limit_min_s=4.0,
+    limit_min_s=10.0,
     parity=32,
     model_levels=(1, 16),
     saturation=16,  # one round of 16 base-size texts takes ~10 s on 2 cores: 3 rounds in 30 s
@@ -353,18 +353,29 @@ def run(
         "peers": {},
     }
     print(format_tokens(doc["tokens"]), file=sys.stderr)
+    doc["cpu_share_by_part"] = parts = {}
+    mark = CpuShare()
+
+    def part_done(name: str) -> None:
+        nonlocal mark
+        parts[name] = mark.stop()
+        mark = CpuShare()
+
     if suite.want("http"):
         print("== the HTTP layer alone", file=sys.stderr)
         doc["http_layer"] = suite.http_layer()
+        part_done("http")
     if suite.want("limit"):
         print("== bare forward limit", file=sys.stderr)
         doc["limit"] = suite.limit()
+        part_done("limit")
     capacity = report.limit_rps(doc) or 1.0
     rate_scale = capacity / REFERENCE_CAPACITY_RPS
     doc["replay_rate_scale"] = rate_scale
     if suite.want("sweep"):
         print("== CLS_MAX_WAIT_MS on the engine", file=sys.stderr)
         doc["sweep"] = suite.sweep(capacity)
+        part_done("sweep")
     model = ["--models-dir", models_dir, "--port"]
     peers = "solution.benchmarks.peers"
     if suite.want("naive"):
@@ -374,6 +385,7 @@ def run(
         doc["peers"]["naive-fp32"] = suite.peer(
             "naive-fp32", argv, plan.naive_levels, None, port=port
         )
+        part_done("naive-fp32")
     if suite.want("winner"):
         for dtype in ("fp32", "bf16") if plan.winner_bf16 else ("fp32",):
             print(f"== winner-style peer {dtype}", file=sys.stderr)
@@ -386,6 +398,7 @@ def run(
                 rate_scale if dtype == "fp32" else None,
                 port=port,
             )
+            part_done(f"winner-{dtype}")
     if suite.want("service"):
         for dtype in ("fp32", "bf16"):
             print(f"== this service {dtype}", file=sys.stderr)
@@ -400,6 +413,7 @@ def run(
                 grpc_port=grpc_port if dtype == "fp32" else None,
                 port=port,
             )
+            part_done(f"service-{dtype}")
     doc["cpu_share"] = share.stop()
     doc["wall_s"] = round(time.perf_counter() - started, 1)
     doc["ratios"] = report.ratios(doc)
