@@ -17,7 +17,8 @@ Steps, each recorded in ``results/gpu-check.json`` and ``results/gpu-check.md``:
 2. fp16 vs fp32 on the same weights: label agreement and largest score difference per model;
 3. the bare limit (``peers.limit``: sorted batches, no queue) at several batch sizes, fp16;
 4. the engine, driven by a closed loop of single-text requests, at low load and at saturation:
-   throughput against the limit, low-load median against one batch's compute.
+   throughput against the limit, low-load median against one batch's compute;
+5. CLS_MAX_WAIT_MS: an open loop at half the saturation rate for each wait in ``--waits``.
 
 Without a CUDA device it stops and writes nothing, unless ``--allow-cpu`` (a smoke test of this
 script's own code on the CPU, with bf16 in place of fp16; its output is marked as such).
@@ -45,8 +46,9 @@ from solution.server.standins.corpus import reference_texts
 
 from .checks import LabelSets
 from .engine_target import EngineTarget
-from .load import closed_loop
+from .load import closed_loop, open_loop
 from .peers import limit
+from .scenarios import Scenario, Stage
 from .stats import format_summary
 
 # The served models' architecture (shared/models.md): what "base size" means.
@@ -55,12 +57,14 @@ BASE_DIMS = dict(
 )
 
 
-def build_models(folder: Path, device: torch.device, dtype: torch.dtype) -> list[LoadedModel]:
+def build_models(
+    folder: Path, device: torch.device, dtype: torch.dtype, as_is: bool = False
+) -> list[LoadedModel]:
     specs = load_model_specs(DEFAULT_MODEL_CONFIG, str(folder))
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     config = AutoConfig.from_pretrained(specs[0].source)
-    if config.hidden_size == BASE_DIMS["hidden_size"]:
+    if as_is or config.hidden_size == BASE_DIMS["hidden_size"]:
         return load_models(specs, device, dtype, 512)
     models = []
     for i, spec in enumerate(specs):
@@ -132,6 +136,31 @@ async def drive_engine(
     return out
 
 
+async def sweep_waits(
+    models: list[LoadedModel],
+    device: torch.device,
+    texts: list[str],
+    rate: float,
+    waits_ms: list[float],
+    seconds: float,
+) -> dict[str, Any]:
+    """CLS_MAX_WAIT_MS on the GPU: an open loop at ``rate`` for each wait, fresh engine each."""
+    labels: LabelSets = {m.key: frozenset(m.labels) for m in models}
+    families = families_of(models)
+    scenario = Scenario("sweep", f"{rate:.1f}/s", rate, (Stage(seconds, rate),))
+    out: dict[str, Any] = {"rate_rps": rate}
+    for wait in waits_ms:
+        engine = Engine(models, families, device, BatchingLimits(max_wait_s=wait / 1000.0))
+        engine.start()
+        await engine.warm_up(texts[:8])
+        target = EngineTarget(engine, texts, labels, f"engine wait {wait:g} ms")
+        tally = await open_loop(target, scenario.arrivals(), max_vus=1024)
+        out[f"{wait:g}"] = tally.summary()
+        print(format_summary(target.name, out[f"{wait:g}"]), file=sys.stderr)
+        await asyncio.to_thread(engine.stop)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--standins", default=".cache/standins-tiny", help="stand-ins folder")
@@ -140,6 +169,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=256, help="closed-loop users at saturation")
     parser.add_argument("--batch-sizes", default="1,8,32,64,128")
     parser.add_argument("--texts", type=int, default=1024)
+    parser.add_argument("--waits", default="0,1,2,5", help="CLS_MAX_WAIT_MS values to sweep")
+    parser.add_argument("--as-is", action="store_true", help="keep the stand-ins' own size")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="per limit batch size")
     parser.add_argument("--allow-cpu", action="store_true", help="smoke-test this script on cpu")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -158,7 +190,7 @@ def main() -> int:
         "dtype": str(half).removeprefix("torch."),
         "standins": args.standins,
     }
-    models = build_models(Path(args.standins), device, half)
+    models = build_models(Path(args.standins), device, half, args.as_is)
     runner = Runner(models, device)
     doc["cuda_path"] = {
         "streams": sum(s is not None for s in runner.streams),
@@ -169,12 +201,16 @@ def main() -> int:
     families = families_of(models)
     ids = [f.encode(texts) for f in families]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    runs = [limit.measure(models, families, ids, b, 3.0, 0) for b in sizes]
+    runs = [limit.measure(models, families, ids, b, args.min_seconds, 0) for b in sizes]
     best = max(runs, key=lambda r: r["tokens_per_s"])
     doc["limit"] = {"runs": runs, "best": best}
     engine = asyncio.run(drive_engine(models, device, texts, args.seconds, args.users))
     doc["engine"] = engine
     sat = engine["saturation"]["throughput_rps"]
+    waits = [float(w) for w in args.waits.split(",")]
+    doc["max_wait_sweep"] = asyncio.run(
+        sweep_waits(models, device, texts, 0.5 * sat, waits, args.seconds / 2)
+    )
     p50 = engine["low_load"]["latency_ms"]["p50"]
     doc["ratios"] = {
         "engine_vs_limit": sat / best["texts_per_s"],
@@ -191,7 +227,7 @@ def main() -> int:
     doc["checks_passed"] = checks_ok
     doc["wall_s"] = round(time.perf_counter() - started, 1)
     name = "gpu-check" if cuda else "gpu-check-cpu-smoke"
-    out = args.out if cuda else args.out / "tmp"
+    out = args.out if cuda else args.out / "tmp"  # a cpu smoke test is not a result
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / f"{name}.md").write_text(render(doc))
@@ -216,6 +252,21 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {run['batch_size']} | {run['texts_per_s']:.1f} | {run['tokens_per_s']:.0f} | "
             f"{run['batch_ms_median']:.1f} |"
+        )
+    sweep = doc.get("max_wait_sweep", {})
+    lines += [
+        "",
+        f"CLS_MAX_WAIT_MS at {sweep.get('rate_rps', 0):.0f} req/s (half of saturation):",
+        "",
+        "| wait ms | p50 ms | p95 ms | req/s |",
+        "|---|---|---|---|",
+    ]
+    for wait, run in sweep.items():
+        if wait == "rate_rps":
+            continue
+        lat = run["latency_ms"]
+        lines.append(
+            f"| {wait} | {lat['p50']:.1f} | {lat['p95']:.1f} | {run['throughput_rps']:.1f} |"
         )
     lines += [
         "",
