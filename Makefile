@@ -6,6 +6,7 @@ CACHE := .cache
 TINY := $(CACHE)/standins-tiny
 BASE := $(CACHE)/standins-base
 PORT ?= 8000
+BENCH_ARGS ?=
 
 HELM_VENV := .venv-helm
 
@@ -33,6 +34,19 @@ demo: $(TINY)/.built
 ## run: serve the configured real models (downloaded on first use, or from CLS_MODELS_DIR)
 run: $(VENV)/.installed
 	$(PY) -m solution.server --http-port $(PORT)
+
+# The benchmark tools (uvicorn, matplotlib) on top of the dev pins.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+## bench: the short benchmark (~10 min on 2 cores): results/, plots and the README table
+bench: $(VENV)/.bench-installed $(BASE)/.built
+	$(PY) -m solution.benchmarks bench --plan short --models-dir $(BASE) $(BENCH_ARGS)
+
+## bench-full: the headline benchmark (about an hour on 2 cores)
+bench-full: $(VENV)/.bench-installed $(BASE)/.built
+	$(PY) -m solution.benchmarks bench --plan full --models-dir $(BASE) $(BENCH_ARGS)
 
 ## test: lint, type-check and the whole test suite on the tiny stand-ins
 test: $(VENV)/.installed $(TINY)/.built helm-venv
