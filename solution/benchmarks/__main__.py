@@ -21,7 +21,7 @@ import uvloop
 
 from . import scenarios
 from .checks import LabelSets, check_http, expected_labels
-from .grpc_client import GrpcTarget, find_codec
+from .grpc_client import CLASSIFY, GrpcTarget
 from .http_client import HttpTarget, status_only
 from .load import Target, closed_loop, open_loop
 from .machine import CpuShare, machine_info
@@ -56,10 +56,7 @@ def make_target(args: argparse.Namespace, texts: list[str], labels: LabelSets | 
         return HttpTarget(
             args.url, texts, status_only if labels is None else check, args.timeout, "http"
         )
-    codec = find_codec()
-    if codec is None:
-        raise SystemExit("no gRPC stubs for classifier.v1.Classifier in solution/proto yet")
-    return GrpcTarget(args.grpc, texts, codec, labels, args.timeout, name="grpc")
+    return GrpcTarget(args.grpc, texts, CLASSIFY, labels, args.timeout, name="grpc")
 
 
 def parse_ramp(spec: str) -> scenarios.Scenario:

@@ -1,96 +1,40 @@
 """gRPC load client for ``classifier.v1.Classifier/Classify`` over grpc.aio.
 
-The messages come from the generated stubs in ``solution/proto`` (whichever ``*_pb2`` module
-declares the ``classifier.v1.Classifier`` service): the request and response classes are taken
-from the service descriptor, requests are serialised once before the run and sent as bytes
-through a generic ``channel.unary_unary``, so the hot path encodes nothing. Until the gRPC
-front-end lands, ``find_codec`` returns None and the benchmarks skip gRPC, saying so.
+Requests are serialised once before the run with the generated stubs and sent as bytes through a
+generic ``channel.unary_unary``, so the hot path encodes nothing; answers are decoded and checked
+like the HTTP client's.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
-import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from solution.proto.classifier.v1 import classifier_pb2 as pb
+
 from .checks import LabelSets, check_result
 from .load import Outcome
-
-SERVICE = "classifier.v1.Classifier"
-METHOD = "Classify"
 
 
 @dataclass(frozen=True)
 class Codec:
     path: str  # "/classifier.v1.Classifier/Classify"
     encode: Callable[[str], bytes]
-    decode: Callable[[bytes], Any]  # -> the five-key result of the (first) text, as plain dicts
-    module: str
+    decode: Callable[[bytes], Any]  # -> the five-key result, as /process answers it
 
 
-def find_codec(package: str = "solution.proto") -> Codec | None:
-    """The generated messages of the Classify method, or None when no stubs declare it."""
-    try:
-        pkg = importlib.import_module(package)
-        from google.protobuf import json_format, message_factory
-    except ImportError:
-        return None
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.endswith("_pb2"):
-            continue
-        module = importlib.import_module(f"{package}.{info.name}")
-        for service in module.DESCRIPTOR.services_by_name.values():
-            if service.full_name != SERVICE or METHOD not in service.methods_by_name:
-                continue
-            method = service.methods_by_name[METHOD]
-            request_cls = message_factory.GetMessageClass(method.input_type)
-            response_cls = message_factory.GetMessageClass(method.output_type)
-            text_field = _text_field(method.input_type)
-
-            def encode(text: str, cls: Any = request_cls, name: str = text_field) -> bytes:
-                message = cls()
-                target = getattr(message, name)
-                if isinstance(target, str):
-                    setattr(message, name, text)
-                else:  # repeated string: one text per request, as the HTTP client sends
-                    target.append(text)
-                return bytes(message.SerializeToString())
-
-            def decode(data: bytes, cls: Any = response_cls) -> Any:
-                message = cls.FromString(data)
-                as_dict = json_format.MessageToDict(message, preserving_proto_field_name=True)
-                return _first_result(as_dict)
-
-            return Codec(f"/{SERVICE}/{METHOD}", encode, decode, module.__name__)
-    return None
+def _encode(text: str) -> bytes:
+    return bytes(pb.ClassifyRequest(text=text).SerializeToString())
 
 
-def _text_field(descriptor: Any) -> str:
-    for field in descriptor.fields:
-        if field.type == field.TYPE_STRING:
-            return str(field.name)
-    raise ValueError(f"{descriptor.full_name} has no string field to carry the text")
+def _decode(data: bytes) -> dict[str, dict[str, Any]]:
+    result = pb.ClassifyResponse.FromString(data).result
+    return {p.model: {"score": p.score, "label": p.label} for p in result.predictions}
 
 
-def _first_result(value: Any) -> Any:
-    """The response's per-model results for its first text, as {key: {"score", "label"}}.
-
-    Accepts the shapes a proto for this API plausibly has: a map key -> prediction, a list of
-    predictions that name their model, either one wrapped in a per-text list or message."""
-    if isinstance(value, list):
-        if value and all(isinstance(v, dict) and "label" in v for v in value):
-            named = {str(v.get("key", v.get("model", v.get("name", "")))): v for v in value}
-            return {k: {"score": v.get("score"), "label": v.get("label")} for k, v in named.items()}
-        return _first_result(value[0]) if value else {}
-    if isinstance(value, dict):
-        if value and all(isinstance(v, dict) and "label" in v for v in value.values()):
-            return {k: {"score": v.get("score"), "label": v.get("label")} for k, v in value.items()}
-        if len(value) == 1:
-            return _first_result(next(iter(value.values())))
-    return value
+CLASSIFY = Codec("/classifier.v1.Classifier/Classify", _encode, _decode)
 
 
 class GrpcTarget:

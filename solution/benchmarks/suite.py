@@ -27,7 +27,7 @@ from solution.server.standins.corpus import reference_texts
 
 from . import report, scenarios
 from .checks import LabelSets, check_http, expected_labels
-from .grpc_client import GrpcTarget, find_codec
+from .grpc_client import CLASSIFY, GrpcTarget
 from .http_client import HttpTarget, status_only
 from .load import Target, closed_loop
 from .machine import CpuShare, machine_info
@@ -310,16 +310,7 @@ class Suite:
         return results
 
     def grpc(self, name: str, port: int) -> dict[str, Any]:
-        codec = find_codec()
-        if codec is None:
-            return {"skipped": "no gRPC stubs for classifier.v1.Classifier in solution/proto"}
-        import socket
-
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except OSError:
-            return {"skipped": f"the service opened no gRPC port ({port}) on this branch"}
-        target = GrpcTarget(f"127.0.0.1:{port}", self.texts, codec, self.labels, 120.0)
+        target = GrpcTarget(f"127.0.0.1:{port}", self.texts, CLASSIFY, self.labels, 120.0)
         target.name = f"{name} grpc"
         n = self.plan.saturation
         return {"levels": {str(n): self.closed(target, n, self.plan.model_s, 6.0)}}

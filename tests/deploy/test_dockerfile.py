@@ -102,9 +102,20 @@ def test_runtime_stage_contract() -> None:
         assert isinstance(json.loads(args), list), f"{keyword} in JSON form"
 
 
-def test_build_context_is_small(tools: Path, tmp_path: Path) -> None:
-    """.dockerignore, read by the Docker SDK's own matcher: what the COPYs need is sent, the
-    venvs, .git, caches, results, tests and the chart are not."""
+@pytest.mark.parametrize(
+    "dockerfile, ignore",
+    [
+        (DOCKERFILE, ROOT / ".dockerignore"),
+        # BuildKit prefers <Dockerfile>.dockerignore next to the Dockerfile
+        (ROOT / "autotests" / "Dockerfile", ROOT / "autotests" / "Dockerfile.dockerignore"),
+    ],
+    ids=["service", "autotests"],
+)
+def test_build_context_is_small(
+    tools: Path, tmp_path: Path, dockerfile: Path, ignore: Path
+) -> None:
+    """The ignore file, read by the Docker SDK's own matcher: what the COPYs need is sent, the
+    venvs, .git, caches, results, tests and the charts are not."""
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -112,16 +123,16 @@ def test_build_context_is_small(tools: Path, tmp_path: Path) -> None:
         ".venv/bin/python", ".venv-helm/bin/python", ".git/HEAD", ".cache/standins/x.bin",
         ".pytest_cache/v/x", ".ruff_cache/x", ".mypy_cache/x", "solution/server/__pycache__/x.pyc",
         "solution/benchmarks/results/run.json", "tests/deploy/test_x.py",
-        "solution/helm/values.yaml",
+        "solution/helm/values.yaml", "autotests/helm/values.yaml",
     ]  # fmt: skip
     for name in [*tracked, *junk, ".dockerignore"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).touch()
-    (tmp_path / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
+    (tmp_path / ".dockerignore").write_text(ignore.read_text())
     script = (
         "import sys; from docker.utils.build import exclude_paths as ex\n"
         "pats = [l.strip() for l in open('.dockerignore') if l.strip() and l[0] != '#']\n"
-        "print('\\n'.join(sorted(ex('.', pats, dockerfile='solution/Dockerfile'))))"
+        f"print('\\n'.join(sorted(ex('.', pats, dockerfile='{dockerfile.relative_to(ROOT)}'))))"
     )
     sent = set(
         subprocess.run(
@@ -132,7 +143,7 @@ def test_build_context_is_small(tools: Path, tmp_path: Path) -> None:
     assert not [j for j in junk if j in sent]
     sources = [
         src
-        for kw, args in instructions(DOCKERFILE)
+        for kw, args in instructions(dockerfile)
         if kw == "COPY" and "--from" not in args
         for src in args.split()[:-1]
     ]
