@@ -44,7 +44,9 @@ class Settings:
     # --- batching ---
     max_batch_texts: int = _f(128, "most texts one batch may hold")
     max_batch_tokens: int = _f(16384, "token budget of one batch (sum of real tokens)")
-    micro_batch_tokens: int = _f(4096, "padded tokens per forward call; bounds activation memory")
+    micro_batch_tokens: int = _f(
+        0, "padded tokens per forward call (0 = auto: 1024 on cpu, 4096 on cuda)"
+    )
     max_wait_ms: float = _f(0.0, "extra wait to grow a batch under load; 0 = take what is queued")
     max_text_tokens: int = _f(512, "tokens kept per text (models accept at most 512)")
     queue_texts: int = _f(2048, "texts admitted but not yet computed; more are refused (503)")
@@ -79,8 +81,8 @@ class Settings:
             problems.append("CLS_MAX_TEXT_TOKENS must be 1..512 (the models' position limit)")
         if self.max_batch_tokens < self.max_text_tokens:
             problems.append("CLS_MAX_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS (one text fits)")
-        if self.micro_batch_tokens < self.max_text_tokens:
-            problems.append("CLS_MICRO_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS")
+        if 0 < self.micro_batch_tokens < self.max_text_tokens:
+            problems.append("CLS_MICRO_BATCH_TOKENS must be 0 (auto) or >= CLS_MAX_TEXT_TOKENS")
         for name in (
             "max_batch_texts",
             "queue_texts",
