@@ -128,7 +128,8 @@ class Suite:
         self.threads = threads
         self.omp_wait = omp_wait
         self.out = out
-        self.tmp = out / "tmp"
+        self.tmp = out / "tmp"  # logs and part results; not only a side effect of the HTTP part
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.models_dir = models_dir
         self.only = only
         self.texts = reference_texts(plan.texts, seed=0)
@@ -222,48 +223,25 @@ class Suite:
         return {"connections": connections, "requests_per_s": float(rps), "output": text}
 
     def limit(self) -> dict[str, Any]:
-        path = self.tmp / "limit.json"
-        argv = [
-            PY,
-            "-m",
-            "solution.benchmarks.peers.limit",
-            "--models-dir",
-            self.models_dir,
-            "--dtypes",
-            "fp32,bf16",
-            "--batch-sizes",
-            self.plan.limit_batches,
-            "--min-seconds",
-            str(self.plan.limit_min_s),
-            "--parity",
-            str(self.plan.parity),
-            "--texts",
-            str(self.plan.texts),
-            "--json",
-            str(path),
-        ]
-        subprocess.run(argv, check=True, env={**os.environ, **self.env()})
-        return dict(json.loads(path.read_text()))
+        return self.run_peer(
+            "limit",
+            ["--dtypes", "fp32,bf16", "--batch-sizes", self.plan.limit_batches],
+            ["--min-seconds", str(self.plan.limit_min_s), "--parity", str(self.plan.parity)],
+        )
 
     def sweep(self, capacity: float) -> dict[str, Any]:
-        path = self.tmp / "sweep.json"
-        argv = [
-            PY,
-            "-m",
-            "solution.benchmarks.peers.engine_sweep",
-            "--models-dir",
-            self.models_dir,
-            "--capacity",
-            f"{capacity:.4f}",
-            "--waits",
-            self.plan.sweep_waits,
-            "--seconds",
-            str(self.plan.sweep_s),
-            "--texts",
-            str(self.plan.texts),
-            "--json",
-            str(path),
-        ]
+        return self.run_peer(
+            "engine_sweep",
+            ["--capacity", f"{capacity:.4f}", "--waits", self.plan.sweep_waits],
+            ["--seconds", str(self.plan.sweep_s)],
+        )
+
+    def run_peer(self, module: str, *options: list[str]) -> dict[str, Any]:
+        """Run ``peers.<module>`` on the suite's models and texts; return the JSON it writes."""
+        path = self.tmp / f"{module}.json"
+        argv = [PY, "-m", f"solution.benchmarks.peers.{module}", "--models-dir", self.models_dir]
+        argv += [arg for group in options for arg in group]
+        argv += ["--texts", str(self.plan.texts), "--json", str(path)]
         subprocess.run(argv, check=True, env={**os.environ, **self.env()})
         return dict(json.loads(path.read_text()))
 
