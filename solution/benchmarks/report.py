@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -61,33 +62,41 @@ def _row(target: str, goal: str, value: float | None, met: bool | None, detail: 
     return {"target": target, "goal": goal, "value": value, "met": met, "detail": detail}
 
 
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def _ratio_row(target: str, a: float | None, b: float | None, goal: str, detail: str) -> Doc:
+    """A target measured as ``a / b``. ``goal`` ("<op> <bound>", then any words) is both the text
+    shown and the test applied, so the two cannot disagree."""
+    r = _ratio(a, b)
+    op, bound = goal.split()[:2]
+    return _row(target, goal, r, None if r is None else _OPS[op](r, float(bound)), detail)
+
+
 def ratios(doc: Doc) -> list[Doc]:
     """Each target of the issue as a measured ratio (None where a part did not run)."""
-    rows = []
+    nan = float("nan")
     n = doc["plan"]["saturation"]
     limit32 = limit_rps(doc)
     svc = _sat(doc, "service-fp32")
-    r = _ratio(svc, limit32)
-    rows.append(
-        _row(
+    rows = [
+        _ratio_row(
             "service / bare limit at saturation (fp32)",
+            svc,
+            limit32,
             ">= 0.95",
-            r,
-            None if r is None else r >= 0.95,
-            f"{svc or float('nan'):.2f} req/s at {n} users vs {limit32 or float('nan'):.2f} "
-            "texts/s bare",
+            f"{svc or nan:.2f} req/s at {n} users vs {limit32 or nan:.2f} texts/s bare",
         )
-    )
+    ]
     batch1 = _get(_limit(doc, "fp32") or {}, "runs", 0)
     p50 = _p(doc, "service-fp32", 1, "p50")
     if batch1 and batch1["batch_size"] == 1 and p50 is not None:
-        budget = batch1["batch_ms_median"] + 2.0
         rows.append(
-            _row(
+            _ratio_row(
                 "low-load median latency / (one batch's compute + 2 ms)",
+                p50,
+                batch1["batch_ms_median"] + 2.0,
                 "<= 1.0",
-                p50 / budget,
-                p50 <= budget,
                 f"p50 {p50:.0f} ms at 1 user vs {batch1['batch_ms_median']:.0f} ms + 2 ms",
             )
         )
@@ -98,71 +107,63 @@ def ratios(doc: Doc) -> list[Doc]:
         if theirs is None:
             continue
         a, b = ours["latency_ms"]["p95"], theirs["latency_ms"]["p95"]
-        r = _ratio(a, b)
         rows.append(
-            _row(
+            _ratio_row(
                 f"replay '{scenario}': p95 service / winner-style",
+                a,
+                b,
                 "< 1.0",
-                r,
-                None if r is None else r < 1.0,
                 f"{a:.0f} vs {b:.0f} ms; unsent {ours['unsent']} vs {theirs['unsent']}",
             )
         )
     winner = _sat(doc, "winner-fp32")
-    r = _ratio(svc, winner)
-    rows.append(
-        _row(
-            "CPU fp32 throughput: service / winner-style",
-            ">= 1.0",
-            r,
-            None if r is None else r >= 1.0,
-            f"{svc or float('nan'):.2f} vs {winner or float('nan'):.2f} req/s at {n} users",
-        )
-    )
     bf16 = _sat(doc, "service-bf16")
-    r = _ratio(bf16, winner)
-    rows.append(
-        _row(
+    rows += [
+        _ratio_row(
+            "CPU fp32 throughput: service / winner-style",
+            svc,
+            winner,
+            ">= 1.0",
+            f"{svc or nan:.2f} vs {winner or nan:.2f} req/s at {n} users",
+        ),
+        _ratio_row(
             "CPU bf16 service / fp32 winner-style",
+            bf16,
+            winner,
             ">= 1.8",
-            r,
-            None if r is None else r >= 1.8,
-            f"{bf16 or float('nan'):.2f} vs {winner or float('nan'):.2f} req/s at {n} users",
-        )
-    )
+            f"{bf16 or nan:.2f} vs {winner or nan:.2f} req/s at {n} users",
+        ),
+    ]
     ours, uvicorn = _best_http(doc, "ours"), _best_http(doc, "uvicorn")
-    r = _ratio(ours, uvicorn)
     rows.append(
-        _row(
+        _ratio_row(
             "HTTP layer: this server / uvicorn (best level, our generator)",
+            ours,
+            uvicorn,
             ">= 2.0",
-            r,
-            None if r is None else r >= 2.0,
-            f"{ours or float('nan'):.0f} vs {uvicorn or float('nan'):.0f} req/s",
+            f"{ours or nan:.0f} vs {uvicorn or nan:.0f} req/s",
         )
     )
     wrk_ours = _get(doc, "http_layer", "ours", "wrk", "requests_per_s")
     wrk_uvicorn = _get(doc, "http_layer", "uvicorn", "wrk", "requests_per_s")
-    r = _ratio(wrk_ours, wrk_uvicorn)
-    if r is not None:
+    if _ratio(wrk_ours, wrk_uvicorn) is not None:
         rows.append(
-            _row(
+            _ratio_row(
                 "HTTP layer: this server / uvicorn (wrk)",
+                wrk_ours,
+                wrk_uvicorn,
                 ">= 2.0",
-                r,
-                r >= 2.0,
                 f"{wrk_ours:.0f} vs {wrk_uvicorn:.0f} req/s",
             )
         )
     ceiling = _best_http(doc, "trivial")
-    r = _ratio(ceiling, ours)
     rows.append(
-        _row(
+        _ratio_row(
             "generator ceiling (trivial server) / this server's HTTP layer",
+            ceiling,
+            ours,
             "> 1 (generator not the bottleneck)",
-            r,
-            None if r is None else r > 1.0,
-            f"{ceiling or float('nan'):.0f} vs {ours or float('nan'):.0f} req/s",
+            f"{ceiling or nan:.0f} vs {ours or nan:.0f} req/s",
         )
     )
     wait = recommend_wait(doc)
