@@ -216,7 +216,7 @@ class Engine:
         if not texts:
             return []
         if self._pending + len(texts) > self.limits.queue_texts:
-            self._refuse_overloaded(len(texts))
+            self._refuse_overloaded()
         assert self._loop is not None, "Engine.start() was not called"
         future: asyncio.Future[list[Result]] = self._loop.create_future()
         request = _Request(len(texts), future, deadline, origin)
@@ -233,7 +233,7 @@ class Engine:
             request.cancelled = True  # the prepare thread drops its entries before compute
             raise
 
-    def _refuse_overloaded(self, n: int) -> None:
+    def _refuse_overloaded(self) -> None:
         self.refusals["overloaded"] += 1
         now = time.monotonic()
         if now - self._overload_logged_at >= 1.0:  # one line per second, not one per refusal
@@ -400,7 +400,7 @@ class Engine:
             return {}, [0.0] * len(self.models), (0, 0)
         try:
             work, calls, padded = self._plan(batch, rows)
-            out, stats = self.runner.run(work, len(rows))
+            out, seconds = self.runner.run(work, len(rows))
         except Exception as exc:
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
@@ -419,7 +419,7 @@ class Engine:
                 [x + y for x, y in zip(a[1], b[1], strict=True)],
                 (a[2][0] + b[2][0], a[2][1] + b[2][1]),
             )
-        return self._merge(out, rows), stats.model_seconds, (calls, padded)
+        return self._merge(out, rows), seconds, (calls, padded)
 
     def _plan(self, batch: _Batch, rows: list[int]) -> tuple[list[FamilyWork], int, int]:
         """Forward calls per family for the given rows; the runner's rows are 0..len(rows)-1."""

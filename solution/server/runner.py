@@ -13,7 +13,7 @@ import ctypes
 import ctypes.util
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,11 +93,6 @@ class FamilyWork:
     calls: list[ForwardCall]
 
 
-@dataclass
-class RunStats:
-    model_seconds: list[float] = field(default_factory=list)
-
-
 class Runner:
     def __init__(self, models: Sequence[LoadedModel], device: torch.device):
         self.models = list(models)
@@ -106,11 +101,10 @@ class Runner:
             torch.cuda.Stream(device) if device.type == "cuda" else None for _ in self.models
         ]
 
-    def run(self, work: Sequence[FamilyWork], n_rows: int) -> tuple[np.ndarray, RunStats]:
+    def run(self, work: Sequence[FamilyWork], n_rows: int) -> tuple[np.ndarray, list[float]]:
         """(array of shape (models, rows, 2): [label index, score]; per-model seconds)."""
         out = torch.zeros((len(self.models), n_rows, 2), dtype=torch.float32, device=self.device)
-        stats = RunStats([0.0] * len(self.models))
-        timers = [_Timer(self.device, s) for s in self.streams]
+        timers = [_Timer(s) for s in self.streams]
         with torch.inference_mode():
             main = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
             for family in work:
@@ -128,8 +122,7 @@ class Runner:
                     assert stream is not None
                     main.wait_stream(stream)
             host = out.cpu().numpy()  # the batch's one device-to-host copy; synchronises
-        stats.model_seconds = [t.seconds() for t in timers]
-        return host, stats
+        return host, [t.seconds() for t in timers]
 
     @contextlib.contextmanager
     def _on_stream(
@@ -149,7 +142,7 @@ class Runner:
 class _Timer:
     """Accumulated time of one model: wall time on cpu, stream events on cuda."""
 
-    def __init__(self, device: torch.device, stream: torch.cuda.Stream | None):
+    def __init__(self, stream: torch.cuda.Stream | None):
         self.stream = stream
         self.total = 0.0
         self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
