@@ -164,9 +164,7 @@ class Gate:
 
     async def queued(self, texts: int) -> None:
         """Wait until ``texts`` texts besides the marker wait in the engine's queue."""
-        async with asyncio.timeout(10):
-            while self.engine.queued_texts < texts + 1:
-                await asyncio.sleep(0.005)
+        await until(lambda: self.engine.queued_texts >= texts + 1)
 
     async def open(self) -> None:
         self.opened.set()
@@ -176,9 +174,7 @@ class Gate:
 
     async def idle(self) -> None:
         """Wait until every text admitted so far has been answered."""
-        async with asyncio.timeout(10):
-            while self.engine.queued_texts:
-                await asyncio.sleep(0.005)
+        await until(lambda: not self.engine.queued_texts)
 
 
 @pytest.fixture
@@ -196,12 +192,8 @@ class Reports(list[BatchReport]):
     of assuming which entry of the list it is."""
 
     async def wait_for(self, predicate: Callable[[BatchReport], bool]) -> BatchReport:
-        async with asyncio.timeout(10):
-            while True:
-                for report in list(self):
-                    if predicate(report):
-                        return report
-                await asyncio.sleep(0.005)
+        await until(lambda: any(predicate(r) for r in list(self)))
+        return next(r for r in list(self) if predicate(r))
 
 
 @pytest.fixture
