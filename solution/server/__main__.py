@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log_level)
     from .app import App  # imports torch: after OMP_WAIT_POLICY is set
 
+    app = App(settings)
     try:
-        uvloop.run(App(settings).run())
+        uvloop.run(app.run())
     except OSError as exc:
         # from_pretrained without network, a missing folder, or a port already in use
         log.error("start-up failed", extra={"error": str(exc)})
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a bad model config or label override
         log.error("start-up failed", extra={"error": str(exc)})
         return 1
-    return 0
+    return app.exit_code
 
 
 if __name__ == "__main__":
