@@ -78,6 +78,7 @@ class App:
         self.grpc: GrpcFrontend | None = None  # the gRPC front-end, when enabled
         self.metrics = Metrics()
         self.exit_code = 0  # 1 once the engine has failed: the orchestrator should restart us
+        self._failing: asyncio.Future[None] | None = None  # the shutdown an engine failure began
         self._routes: set[str] = set()
 
     def _observe_http(self, request: http.Request, status: int, seconds: float) -> None:
@@ -120,7 +121,7 @@ class App:
         """A worker died or the device is lost (the engine has answered every held text and
         logged it): stop serving and exit non-zero, so Kubernetes restarts the pod."""
         self.exit_code = 1
-        asyncio.ensure_future(self.shutdown())
+        self._failing = asyncio.ensure_future(self.shutdown())
 
     async def shutdown(self) -> None:
         """Drain: refuse new work, finish what was accepted (within the grace period), close."""
