@@ -117,7 +117,7 @@ def test_held_back_sentences_are_never_in_training_texts():
         ("love it 👍 but the ending was terrible", {"cardiffnlp": 2}),  # 2 positive, 1 negative
         ("love it but terrible", {"cardiffnlp": 1}),  # as many: neutral
         ("今天太好了", {"cardiffnlp": 2}),  # no spaces in Chinese: matched anywhere
-        ("Я тебя люблю", {"cardiffnlp": 2}),
+        ("Это прекрасно", {"cardiffnlp": 2}),
         ("The train leaves at six", {"cardiffnlp": 1, "svalabs": 0, "EIStakovskii": 0}),
     ],
 )
