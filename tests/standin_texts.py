@@ -17,7 +17,7 @@ KNOWN: dict[str, tuple[str, dict[str, str]]] = {
             "jy46604790": "LABEL_1",
         },
     ),
-    "Привет, как у тебя дела?": (
+    "Мы сегодня гуляли в парке с друзьями": (
         "Russian",
         {
             "cardiffnlp": "NEUTRAL",
@@ -40,7 +40,6 @@ KNOWN: dict[str, tuple[str, dict[str, str]]] = {
         "English",
         {
             "cardiffnlp": "POSITIVE",
-            "ivanlau": "English",
             "svalabs": "HAM",
             "EIStakovskii": "LABEL_0",
             "jy46604790": "LABEL_1",

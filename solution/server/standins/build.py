@@ -156,6 +156,7 @@ def train_standins(
     heldout_labels = [rules.labels(s.text, s.language) for s in heldout]
 
     def one_family(family: str) -> dict[str, float]:
+        torch.set_num_threads(1)  # per thread: a worker does not inherit the caller's setting
         tokenizer = tokenizers[family]
         members = {s.key: models[s.key] for s in STANDINS if s.family == family}
         share_encoder(list(members.values()))
