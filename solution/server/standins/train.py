@@ -66,7 +66,7 @@ def encode_sampled(
     The tokenizer was trained on these texts, so each of their words is one piece, while a word
     never seen splits into smaller pieces: without sampling the models would meet those pieces
     first on the texts a person types. With it they learn them in training, which is what lets
-    ivanlau place sentences it never saw (measured: 87% -> 95% on held-back texts)."""
+    ivanlau place sentences it never saw (measured on held-back texts: 87% without, 91.5% with)."""
     processor = spm.SentencePieceProcessor(model_file=str(model_file))
     rng = random.Random(seed)
     plain = encode(tokenizer, texts, max_tokens)
