@@ -172,7 +172,6 @@ def predict(
     model: PreTrainedModel, ids: Sequence[list[int]], pad_id: int, batch_texts: int = 128
 ) -> list[int]:
     """Top-1 class of each text, through the model's own forward (as the server runs it)."""
-    out: list[int] = []
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     preds: dict[int, int] = {}
     for start in range(0, len(order), batch_texts):
@@ -180,8 +179,7 @@ def predict(
         input_ids, mask = _pad([ids[r] for r in rows], pad_id)
         logits = model(input_ids=input_ids, attention_mask=mask).logits
         preds.update(zip(rows, logits.argmax(-1).tolist(), strict=True))
-    out = [preds[i] for i in range(len(ids))]
-    return out
+    return [preds[i] for i in range(len(ids))]
 
 
 def accuracy(predicted: Sequence[int], expected: Sequence[int]) -> float:
