@@ -14,7 +14,7 @@ import pytest
 
 from solution.server import config, http
 from solution.server.http import Request, Response
-from tests.conftest import ComputeGate, until
+from tests.conftest import ComputeGate, bound_service, until
 
 
 async def echo(request: Request) -> Response:
@@ -252,7 +252,9 @@ async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engin
     from solution.server.routes import Routes
 
     settings = config.load([], environ={})
-    srv = await http.serve(http.ServerState(settings, Routes(engine, 4)), "127.0.0.1", 0)
+    srv = await http.serve(
+        http.ServerState(settings, Routes(bound_service(engine, 4))), "127.0.0.1", 0
+    )
     port = srv.sockets[0].getsockname()[1]
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)

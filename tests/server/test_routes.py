@@ -16,6 +16,8 @@ from solution.server.routes import (
     decode_texts,
     service_error_response,
 )
+from solution.server.service import Service
+from tests.conftest import bound_service, service_errors
 
 
 def req(method: str, path: str, body: bytes = b"") -> Request:
@@ -33,7 +35,7 @@ def req(method: str, path: str, body: bytes = b"") -> Request:
     ],
 )
 def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
-    assert decode_texts(body, 4) == (texts, single)
+    assert decode_texts(body) == (texts, single)
 
 
 @pytest.mark.parametrize(
@@ -48,17 +50,23 @@ def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
         (b"null", "got NoneType"),
         (b'["a", 1]', "every element"),
         (b'["a", ["b"]]', "every element"),
-        (b'["a","b","c","d","e"]', "at most 4"),
     ],
 )
 def test_decode_rejects_everything_else_with_a_clear_message(body, message):
     with pytest.raises(InvalidInput, match=message):
-        decode_texts(body, 4)
+        decode_texts(body)
+
+
+async def test_more_texts_than_the_limit_are_refused_by_the_service(engine):
+    response = await Routes(bound_service(engine, 4))(
+        req("POST", "/process", b'["a","b","c","d","e"]')
+    )
+    assert response.status == 400 and b"at most 4 texts per request, got 5" in response.body
 
 
 def test_every_service_error_has_a_status_and_retry_hints_where_retrying_helps():
-    for cls in errors.ServiceError.__subclasses__():
-        assert cls in ERROR_STATUS, f"{cls.__name__} has no HTTP status"
+    assert set(ERROR_STATUS) == service_errors()  # every subclass, however deep
+    for cls in service_errors():
         response = service_error_response(cls("why"))
         assert response.status == ERROR_STATUS[cls]
         assert orjson.loads(response.body) == {"error": "why"}
@@ -68,7 +76,7 @@ def test_every_service_error_has_a_status_and_retry_hints_where_retrying_helps()
 
 
 async def test_process_answers_the_contract(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     response = await routes(req("POST", "/process", b'"This is how true happiness looks like"'))
     assert response.status == 200
     body = orjson.loads(response.body)
@@ -78,7 +86,7 @@ async def test_process_answers_the_contract(engine):
 
 
 async def test_process_array_answers_one_object_per_text_in_order(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     single = orjson.loads((await routes(req("POST", "/process", b'"b"'))).body)
     many = orjson.loads((await routes(req("POST", "/process", b'["a", "b", ""]'))).body)
     assert len(many) == 3 and list(many[1]) == list(single)
@@ -88,16 +96,16 @@ async def test_process_array_answers_one_object_per_text_in_order(engine):
 
 
 async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     assert (await routes(req("GET", "/nope"))).status == 404
     response = await routes(req("GET", "/process"))
     assert response.status == 405 and (b"allow", b"POST") in response.headers
 
 
 async def test_health_and_ready(engine):
-    assert (await Routes(engine, 4)(req("GET", "/health"))).status == 200
-    assert (await Routes(engine, 4)(req("GET", "/ready"))).status == 200
-    loading = Routes(None, 4)
+    assert (await Routes(bound_service(engine, 4))(req("GET", "/health"))).status == 200
+    assert (await Routes(bound_service(engine, 4))(req("GET", "/ready"))).status == 200
+    loading = Routes(Service(4))
     assert (await loading(req("GET", "/health"))).status == 200
     assert (await loading(req("GET", "/ready"))).status == 503
     assert (await loading(req("POST", "/process", b'"x"'))).status == 503
