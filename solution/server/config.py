@@ -79,12 +79,6 @@ class Settings:
             problems.append("CLS_ENABLE_HTTP and CLS_ENABLE_GRPC are both off: nothing to serve")
         if self.log_level.upper() not in LOG_LEVELS:
             problems.append(f"CLS_LOG_LEVEL={self.log_level!r}: use {', '.join(LOG_LEVELS)}")
-        if self.models_dir and not Path(self.models_dir).is_dir():
-            problems.append(
-                f"CLS_MODELS_DIR={self.models_dir!r} is not a folder "
-                "(make demo builds the stand-ins; python -m solution.server.fetch_models DIR "
-                "downloads the real models)"
-            )
         if self.max_batch_tokens < self.max_text_tokens:
             problems.append("CLS_MAX_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS (one text fits)")
         if 0 < self.micro_batch_tokens < self.max_text_tokens:

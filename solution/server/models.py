@@ -104,6 +104,8 @@ def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[Mode
     keys = [s.key for s in specs]
     if not specs or len(set(keys)) != len(keys):
         raise ValueError(f"model config {path}: needs at least one model and unique keys: {keys}")
+    if models_dir and not Path(models_dir).is_dir():
+        raise ModelLoadError(f"CLS_MODELS_DIR={models_dir!r} is not a folder; {REBUILD_HINT}")
     missing = [s for s in specs if models_dir and not Path(s.source).is_dir()]
     if missing:
         raise ModelLoadError(

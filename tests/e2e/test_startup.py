@@ -56,7 +56,6 @@ def start(env: dict[str, str], *, models_dir: Path | None = None) -> tuple[int, 
         ({"CLS_QUEUE_TEXTS": "99999999999"}, "CLS_QUEUE_TEXTS=99999999999"),
         ({"CLS_MAX_BATCH_TXTS": "5"}, "did you mean CLS_MAX_BATCH_TEXTS?"),
         ({"CLS_LOG_LEVEL": "LOUD"}, "CLS_LOG_LEVEL='LOUD'"),
-        ({"CLS_MODELS_DIR": "/no/such/folder"}, "CLS_MODELS_DIR='/no/such/folder'"),
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(env, names):
@@ -87,6 +86,12 @@ def test_a_deleted_tokenizer_json(broken):
     code, stderr = start({}, models_dir=broken)
     assert code == 1 and "\n" not in stderr
     assert f"{broken / 'jy46604790'} has no tokenizer.json" in stderr
+
+
+def test_a_models_dir_that_does_not_exist(tmp_path):
+    code, stderr = start({}, models_dir=tmp_path / "absent")
+    assert code == 1 and "\n" not in stderr
+    assert f"CLS_MODELS_DIR='{tmp_path / 'absent'}' is not a folder" in stderr
 
 
 def test_a_missing_model_folder_is_not_replaced_by_the_hub_id(broken):

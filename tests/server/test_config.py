@@ -95,9 +95,3 @@ def test_log_level_must_be_a_logging_level():
     with pytest.raises(ValueError, match="CLS_LOG_LEVEL='LOUD'"):
         config.load([], environ={"CLS_LOG_LEVEL": "LOUD"})
     assert config.load([], environ={"CLS_LOG_LEVEL": "debug"}).log_level == "debug"
-
-
-def test_models_dir_must_be_a_folder(tmp_path):
-    with pytest.raises(ValueError, match="CLS_MODELS_DIR"):
-        config.load([], environ={"CLS_MODELS_DIR": str(tmp_path / "absent")})
-    assert config.load([], environ={"CLS_MODELS_DIR": str(tmp_path)}).models_dir == str(tmp_path)

@@ -42,6 +42,11 @@ def test_models_dir_replaces_every_source(tmp_path):
     assert specs == {key: str(tmp_path / key) for key in KEYS}
 
 
+def test_a_models_dir_that_is_not_a_folder_is_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"CLS_MODELS_DIR=.* is not a folder"):
+        load_model_specs(DEFAULT_MODEL_CONFIG, str(tmp_path / "absent"))
+
+
 def test_a_key_missing_from_models_dir_is_refused_not_fetched_from_the_hub(tmp_path):
     (tmp_path / "svalabs").mkdir()  # the other four are missing
     with pytest.raises(ModelLoadError, match="no folder for 'cardiffnlp', 'ivanlau'") as info:
