@@ -36,6 +36,9 @@ class Settings:
     grpc_port: int = _f(50051, "gRPC port (classifier.v1.Classifier, health, reflection)")
     enable_http: bool = _f(True, "serve the HTTP front-end")
     enable_grpc: bool = _f(True, "serve the gRPC front-end")
+    grpc_max_pending_rpcs: int = _f(
+        16384, "gRPC calls received but not yet taken by a handler; grpc cancels beyond it"
+    )
 
     # --- models ---
     model_config: str = _f(str(DEFAULT_MODEL_CONFIG), "JSON file listing the models to serve")
@@ -106,6 +109,7 @@ class Settings:
 NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "http_port": (0, 65535, "a TCP port; 0 picks a free one"),
     "grpc_port": (0, 65535, "a TCP port; 0 picks a free one"),
+    "grpc_max_pending_rpcs": (1, 1 << 20, "each waiting call holds its headers in memory"),
     "torch_threads": (0, 1024, "0 uses every core"),
     "max_batch_texts": (1, 1 << 16, "texts in one forward batch"),
     "max_batch_tokens": (1, 1 << 22, "one batch's tokens must fit in memory"),

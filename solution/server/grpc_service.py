@@ -160,6 +160,22 @@ async def _abort(
     raise AssertionError("context.abort always raises")
 
 
+def pending_rpc_options(limit: int) -> list[tuple[str, int]]:
+    """Let grpc hold ``limit`` calls that no handler has taken yet, and drop none below it.
+
+    grpc.aio takes one call at a time from the core, between the loop's other work; a burst
+    arrives faster, and the core parks the rest. Beyond ``grpc.server.max_pending_requests``
+    (default 1000) it drops parked calls at random, all beyond the hard limit (default 3000),
+    and the client sees a bare CANCELLED: no handler ran, so no status of ours, no metadata,
+    nothing counted (2,000 concurrent calls lost 2-7 %, 10,000 lost 55 %). With both limits at
+    ``limit`` every call reaches a handler, which answers it, RESOURCE_EXHAUSTED at once when
+    the engine's queue is full."""
+    return [
+        ("grpc.server.max_pending_requests", limit),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
 class GrpcFrontend:
     """The gRPC server with its health states. Create and start it inside the running loop."""
 
@@ -182,6 +198,7 @@ class GrpcFrontend:
             # grpc sets SO_REUSEPORT by default: a second server on the port would silently share
             # its traffic instead of failing to start
             ("grpc.so_reuseport", 0),
+            *pending_rpc_options(s.grpc_max_pending_rpcs),
         ]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((self.service.rpc_handler(self.on_response),))

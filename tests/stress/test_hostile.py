@@ -1,5 +1,6 @@
-"""A fast sample of the stress run (``make stress`` sends 100,000): hostile HTTP against a live
-server, and properties of the decoder and the protocol under arbitrary bytes."""
+"""A fast sample of the stress run (``make stress`` sends 100,000): hostile HTTP and gRPC against a
+live server, a burst of concurrent gRPC calls, and properties of the decoder and the protocol under
+arbitrary bytes."""
 
 from __future__ import annotations
 
@@ -43,10 +44,12 @@ def test_a_sample_of_hostile_http_and_grpc_requests_is_answered_correctly(standi
         target=None,
         standins=standins_tiny,
         grpc_n=300,
+        grpc_flood=500,
     )
     ok = report(tally, summary)
-    assert tally.sent == 1800
+    assert tally.sent == 2300 + sum(summary["light_calls"].values())
     assert tally.statuses["grpc INVALID_ARGUMENT"] > 0 and tally.statuses["grpc OK"] > 0
+    assert tally.statuses["grpc flood OK"] > 0 and summary["flood_calls"] == 500
     assert not tally.violations, tally.examples
     assert tally.hung == 0
     assert summary["server_alive"] is True and summary["exit_code"] == 0
