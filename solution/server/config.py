@@ -36,6 +36,9 @@ class Settings:
     grpc_port: int = _f(50051, "gRPC port (classifier.v1.Classifier, health, reflection)")
     enable_http: bool = _f(True, "serve the HTTP front-end")
     enable_grpc: bool = _f(True, "serve the gRPC front-end")
+    grpc_max_streams_per_connection: int = _f(
+        256, "concurrent gRPC calls per connection (HTTP/2 streams); more wait in the client"
+    )
     grpc_max_pending_rpcs: int = _f(
         16384, "gRPC calls received but not yet taken by a handler; grpc cancels beyond it"
     )
@@ -109,6 +112,7 @@ class Settings:
 NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "http_port": (0, 65535, "a TCP port; 0 picks a free one"),
     "grpc_port": (0, 65535, "a TCP port; 0 picks a free one"),
+    "grpc_max_streams_per_connection": (1, 1 << 16, "calls one client connection holds"),
     "grpc_max_pending_rpcs": (1, 1 << 20, "each waiting call holds its headers in memory"),
     "torch_threads": (0, 1024, "0 uses every core"),
     "max_batch_texts": (1, 1 << 16, "texts in one forward batch"),

@@ -4,7 +4,9 @@ grpc.aio takes one call at a time from grpc's core, between the event loop's oth
 arrives faster, and the core parks the rest. With grpc's defaults it dropped parked calls beyond
 1,000 at random (all beyond 3,000) as a bare CANCELLED that no handler saw. Here the server's loop
 is held by hand while the burst arrives, so that every call of it is parked at once: a known
-state, not a race (grpc's own channelz counters say when the core has them all)."""
+state, not a race (grpc's own channelz counters say when the core has them all). One connection
+is held to its HTTP/2 stream limit, so that a busy client cannot park calls ahead of the others.
+"""
 
 from __future__ import annotations
 
@@ -98,16 +100,21 @@ def server(settings: config.Settings) -> Iterator[ServerThread]:
         yield srv
 
 
+CONNECTIONS = 8  # the burst comes from several clients: one alone is held to its stream limit
+
+
 @pytest.fixture
-async def channels(server: ServerThread) -> AsyncIterator[tuple[Any, Any]]:
-    """One channel for the burst, and a light client's own connection."""
+async def stubs(server: ServerThread) -> AsyncIterator[list[Any]]:
+    """Stubs on their own connections (a light client's is the last)."""
     target = f"127.0.0.1:{server.frontend.port}"
-    own = [("grpc.use_local_subchannel_pool", 1)]  # a second TCP connection
-    async with (
-        grpc.aio.insecure_channel(target) as heavy,
-        grpc.aio.insecure_channel(target, options=own) as light,
-    ):
-        yield pb_grpc.ClassifierStub(heavy), pb_grpc.ClassifierStub(light)
+    own = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
+    channels = [grpc.aio.insecure_channel(target, options=own) for _ in range(CONNECTIONS + 1)]
+    stubs = [pb_grpc.ClassifierStub(ch) for ch in channels]
+    for stub in stubs:
+        await stub.Classify(pb.ClassifyRequest(text="warm"), timeout=10)
+    yield stubs
+    for ch in channels:
+        await ch.close()
 
 
 async def outcome(call: Any) -> tuple[str, str | None]:
@@ -119,14 +126,15 @@ async def outcome(call: Any) -> tuple[str, str | None]:
         return exc.code().name, dict(exc.trailing_metadata() or ()).get(ERROR_METADATA_KEY)
 
 
-async def test_a_burst_parked_in_grpc_is_answered_call_by_call(server, channels):
-    heavy, light = channels
-    for stub in (heavy, light):
-        await stub.Classify(pb.ClassifyRequest(text="warm"), timeout=10)
+async def test_a_burst_parked_in_grpc_is_answered_call_by_call(server, stubs):
+    *heavy, light = stubs
     before = server.calls_started()
     server.hold()
     texts = [f"refuse {i}" if i % 4 == 0 else f"text {i}" for i in range(BURST)]
-    burst = [heavy.Classify(pb.ClassifyRequest(text=t), timeout=60) for t in texts]
+    burst = [
+        heavy[i % CONNECTIONS].Classify(pb.ClassifyRequest(text=t), timeout=60)
+        for i, t in enumerate(texts)
+    ]
     light_call = light.Classify(pb.ClassifyRequest(text="light"), timeout=60)
     await until(lambda: server.calls_started() >= before + BURST + 1, timeout_s=60)
     server.release()
@@ -136,4 +144,24 @@ async def test_a_burst_parked_in_grpc_is_answered_call_by_call(server, channels)
         ("OK", None): BURST * 3 // 4,
         ("RESOURCE_EXHAUSTED", "Overloaded"): BURST // 4,
     }
+    assert await outcome(light_call) == ("OK", None)
+
+
+async def test_one_connection_holds_at_most_its_stream_limit(server, stubs, settings):
+    limit = settings.grpc_max_streams_per_connection
+    heavy, light = stubs[0], stubs[-1]
+    before = server.calls_started()
+    server.hold()
+    burst = [
+        heavy.Classify(pb.ClassifyRequest(text=f"t {i}"), timeout=60) for i in range(2 * limit)
+    ]
+    await until(lambda: server.calls_started() >= before + limit, timeout_s=60)
+    light_call = light.Classify(pb.ClassifyRequest(text="light"), timeout=60)
+    await until(lambda: server.calls_started() > before + limit, timeout_s=60)
+    # the light call arrived; of the heavy ones only `limit` did (the rest wait in the client,
+    # and no stream frees while the server's loop is held)
+    assert server.calls_started() == before + limit + 1
+    server.release()
+
+    assert Counter(await asyncio.gather(*(outcome(c) for c in burst))) == {("OK", None): 2 * limit}
     assert await outcome(light_call) == ("OK", None)

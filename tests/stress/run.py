@@ -10,10 +10,11 @@ ends an incomplete request), and reads until the server closes. A case *violates
 when a valid request is not answered 200, a bad one gets a 5xx or no answer at all, or anything
 gets a 500. A case *hangs* when nothing comes back within the timeout.
 
-Then the gRPC cases (hostile bytes, ``--concurrency`` in flight), and a flood: ``--grpc-flood``
-valid ``Classify`` calls sent at once through one channel while a light client on its own
-connection sends one call at a time; every call must end OK or RESOURCE_EXHAUSTED with
-``classifier-error: Overloaded`` (a bare CANCELLED from grpc is a violation).
+Then the gRPC cases (hostile bytes, ``--concurrency`` in flight), and two floods: ``--grpc-flood``
+valid ``Classify`` calls sent at once through one connection, then spread over 16, while a light
+client on its own connection sends one call at a time; every call must end OK or
+RESOURCE_EXHAUSTED with ``classifier-error: Overloaded`` (a bare CANCELLED from grpc is a
+violation).
 """
 
 from __future__ import annotations
@@ -142,54 +143,60 @@ async def run_grpc(
 # counted as hung. A bound for a stuck call, not a speed target.
 FLOOD_DEADLINE_S = 120.0
 LIGHT_PAUSE_S = 0.05  # the light client's think time between its calls
+# One client alone is held to its stream limit (its calls wait in it); many fill the queue, and
+# the service refuses.
+FLOOD_CONNECTIONS = (1, 16)
 
 
-async def run_grpc_flood(target: str, n: int, seed: int, tally: Tally) -> dict[str, object]:
-    """``n`` concurrent ``Classify`` calls through one channel, all sent at once, while a light
-    client on its own connection sends one call at a time. Every call must end OK or
-    RESOURCE_EXHAUSTED with ``classifier-error: Overloaded``. Returns the figures."""
+async def run_grpc_flood(
+    target: str, n: int, connections: int, seed: int, tally: Tally
+) -> dict[str, object]:
+    """``n`` concurrent ``Classify`` calls spread over ``connections`` channels, all sent at once,
+    while a light client on its own connection sends one call at a time. Every call must end OK
+    or RESOURCE_EXHAUSTED with ``classifier-error: Overloaded``. Returns the figures, named for
+    the number of connections."""
     heavy_seconds: dict[str, list[float]] = {"OK": [], "RESOURCE_EXHAUSTED": []}
     light: Counter[str] = Counter()
     light_seconds: list[float] = []
-    own_connection = [("grpc.use_local_subchannel_pool", 1)]
-    async with (
-        grpc.aio.insecure_channel(target) as heavy_channel,
-        grpc.aio.insecure_channel(target, options=own_connection) as light_channel,
-    ):
-        heavy_call = heavy_channel.unary_unary(CLASSIFY)
-        light_call = light_channel.unary_unary(CLASSIFY)
-        flooding = True
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
+    channels = [
+        grpc.aio.insecure_channel(target, options=own_connection) for _ in range(connections + 1)
+    ]
+    *heavy_calls, light_call = [ch.unary_unary(CLASSIFY) for ch in channels]
+    flooding = True
 
-        async def one(case: GrpcCase) -> None:
+    async def one(i: int, case: GrpcCase) -> None:
+        started = time.perf_counter()
+        code = await grpc_outcome(heavy_calls[i % connections], case.data, tally, case)
+        heavy_seconds.setdefault(code, []).append(time.perf_counter() - started)
+
+    async def light_client() -> None:
+        data = pb.ClassifyRequest(text="a light client's call").SerializeToString()
+        case = GrpcCase("flood-light", CLASSIFY, data, "ok")
+        while flooding:
             started = time.perf_counter()
-            code = await grpc_outcome(heavy_call, case.data, tally, case)
-            heavy_seconds.setdefault(code, []).append(time.perf_counter() - started)
+            light[await grpc_outcome(light_call, data, tally, case)] += 1
+            light_seconds.append(time.perf_counter() - started)
+            await asyncio.sleep(LIGHT_PAUSE_S)
 
-        async def light_client() -> None:
-            data = pb.ClassifyRequest(text="a light client's call").SerializeToString()
-            case = GrpcCase("flood-light", CLASSIFY, data, "ok")
-            while flooding:
-                started = time.perf_counter()
-                light[await grpc_outcome(light_call, data, tally, case)] += 1
-                light_seconds.append(time.perf_counter() - started)
-                await asyncio.sleep(LIGHT_PAUSE_S)
-
-        cases = flood_cases(n, seed)
+    cases = flood_cases(n, seed)
+    try:
         started = time.perf_counter()
         light_task = asyncio.ensure_future(light_client())
-        await asyncio.gather(*(one(c) for c in cases))
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(cases)))
         seconds = time.perf_counter() - started
         flooding = False
         await light_task
+    finally:
+        for ch in channels:
+            await ch.close()
+    name = f"flood over {connections} connection{'s' if connections > 1 else ''}"
+    ok, refused = heavy_seconds["OK"], heavy_seconds["RESOURCE_EXHAUSTED"]
     return {
-        "flood_calls": n,
-        "flood_seconds": round(seconds, 1),
-        "flood_ok": len(heavy_seconds["OK"]),
-        "flood_ok_p50_p99_s": _quantiles(heavy_seconds["OK"]),
-        "flood_refused": len(heavy_seconds["RESOURCE_EXHAUSTED"]),
-        "flood_refused_p50_p99_s": _quantiles(heavy_seconds["RESOURCE_EXHAUSTED"]),
-        "light_calls": dict(light),
-        "light_p50_max_s": _quantiles(light_seconds, 0.5, 1.0),
+        f"{name}: calls, seconds": f"{n}, {seconds:.1f}",
+        f"{name}: OK, p50 / p99 s": f"{len(ok)}, {_quantiles(ok)}",
+        f"{name}: refused, p50 / p99 s": f"{len(refused)}, {_quantiles(refused)}",
+        f"{name}: light client": f"{dict(light)}, p50 / max s {_quantiles(light_seconds, 0.5, 1)}",
     }
 
 
@@ -274,8 +281,9 @@ def stress(
         uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
         if grpc_n and grpc_target:
             uvloop.run(run_grpc(grpc_target, grpc_n, concurrency, seed, timeout_s, tally))
-        if grpc_flood and grpc_target:
-            summary.update(uvloop.run(run_grpc_flood(grpc_target, grpc_flood, seed, tally)))
+        for connections in FLOOD_CONNECTIONS if grpc_flood and grpc_target else ():
+            flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
+            summary.update(uvloop.run(flood))
         summary["seconds"] = round(time.perf_counter() - started, 1)
         if server:
             summary["server_alive"] = server.proc.poll() is None
@@ -305,7 +313,7 @@ def report(tally: Tally, summary: dict[str, object]) -> bool:
         ("RSS before (MiB)", _mib(summary.get("rss_before_kib"))),
         ("RSS after (MiB)", _mib(summary.get("rss_after_kib"))),
         ("normal request afterwards", summary.get("normal_request_after")),
-        *((f"gRPC {k.replace('_', ' ')}", v) for k, v in summary.items() if k[:5] in FLOOD_KEYS),
+        *((f"gRPC {k}", v) for k, v in summary.items() if k.startswith("flood")),
         ("seconds", summary.get("seconds")),
     ]
     width = max(len(name) for name, _ in rows)
@@ -319,9 +327,6 @@ def report(tally: Tally, summary: dict[str, object]) -> bool:
         and not crashed
         and summary.get("normal_request_after") == 200
     )
-
-
-FLOOD_KEYS = ("flood", "light")
 
 
 def _mib(kib: object) -> str:
