@@ -19,6 +19,7 @@ from solution.server.app import build_engine
 from solution.server.engine import BatchReport, Engine
 from solution.server.grpc_service import GrpcFrontend
 from solution.server.routes import Routes
+from solution.server.scheduler import State
 from tests.live_server import free_port
 
 
@@ -103,13 +104,14 @@ class ComputeGate:
         computing = asyncio.ensure_future(self.engine.submit(["computing"]))
         await until(self.entered.is_set)
         queued = asyncio.ensure_future(self.engine.submit(["queued first"]))
-        await until(lambda: engine_queue_length(self.engine) == 1)
+        await until(lambda: self.engine.waiting_texts == 1)
         return computing, queued
 
 
-def engine_queue_length(engine: Engine) -> int:
-    with engine._wakeup:
-        return len(engine._queue)
+def entry_states(engine: Engine) -> list[State]:
+    """The states of the engine's waiting entries, in arrival order."""
+    with engine._lock:
+        return [e.state for e in engine._scheduler._waiting]
 
 
 # ---- front-ends on the shared engine (gRPC and client tests) -----------------------------------
@@ -164,7 +166,7 @@ class Gate:
 
     async def queued(self, texts: int) -> None:
         """Wait until ``texts`` texts besides the marker wait in the engine's queue."""
-        await until(lambda: self.engine.queued_texts >= texts + 1)
+        await until(lambda: self.engine.waiting_texts >= texts + 1)
 
     async def open(self) -> None:
         self.opened.set()
@@ -174,7 +176,7 @@ class Gate:
 
     async def idle(self) -> None:
         """Wait until every text admitted so far has been answered."""
-        await until(lambda: not self.engine.queued_texts)
+        await until(lambda: self.engine.idle)
 
 
 @pytest.fixture

@@ -39,12 +39,13 @@ def _result(message: pb.Result) -> Result:
 def _error(exc: grpc.RpcError, target: str) -> ClientError:
     call: Any = exc  # a grpc.Call as well: code(), details(), trailing_metadata()
     code, details = call.code(), call.details() or ""
-    # Without the service's marker, UNAVAILABLE means no server there, and DEADLINE_EXCEEDED
-    # is the client's own deadline.
+    # Without the service's marker, UNAVAILABLE means no server there. DEADLINE_EXCEEDED is
+    # always the client's own deadline, whichever side noticed first (the service answers it,
+    # marked, the moment the deadline passes while the texts still wait).
     from_service = any(key == ERROR_METADATA_KEY for key, _ in call.trailing_metadata() or ())
     if not from_service and code == grpc.StatusCode.UNAVAILABLE:
         return Unreachable(f"cannot reach the gRPC server at {target}: {details}")
-    if not from_service and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimedOut(f"no answer from {target} within the timeout")
     return Refused(code.name, details)
 

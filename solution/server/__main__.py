@@ -20,8 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 2 on a bad setting, 1 when start-up fails; either way one line on stderr says what
-    to fix (the JSON log keeps the details)."""
+    """Exit 2 on a bad setting, 1 when start-up fails (one line on stderr says what to fix, the
+    JSON log keeps the details), 1 after an engine failure, else 0."""
     try:
         settings = config.load(argv)
     except ValueError as exc:
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log_level)
     from .app import App  # imports torch: after OMP_WAIT_POLICY is set
 
+    app = App(settings)
     try:
-        uvloop.run(App(settings).run())
+        uvloop.run(app.run())
     except (OSError, ValueError) as exc:
         # a model that cannot be loaded (models.ModelLoadError, which names the fix), a bad model
         # config or label override, a device or dtype this machine lacks, a port in use
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("start-up failed", extra={"error": message})
         print(f"start-up failed: {message}", file=sys.stderr)
         return 1
-    return 0
+    return app.exit_code
 
 
 if __name__ == "__main__":

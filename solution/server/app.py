@@ -77,6 +77,8 @@ class App:
         self.stopping = False
         self.grpc: GrpcFrontend | None = None  # the gRPC front-end, when enabled
         self.metrics = Metrics()
+        self.exit_code = 0  # 1 once the engine has failed: the orchestrator should restart us
+        self._failing: asyncio.Future[None] | None = None  # the shutdown an engine failure began
         self._routes: set[str] = set()
 
     def _observe_http(self, request: http.Request, status: int, seconds: float) -> None:
@@ -98,6 +100,7 @@ class App:
             self.grpc = GrpcFrontend(None, s, on_response=self.metrics.observe_request)
             await self.grpc.start()  # health: NOT_SERVING
         self.engine = await asyncio.to_thread(build_engine, s)
+        self.engine.on_fatal = self._engine_failed
         self.engine.start()
         self.metrics.attach(self.engine)
         routes.engine = self.engine
@@ -113,6 +116,12 @@ class App:
                 "grpc_port": self.grpc.port if self.grpc is not None else None,
             },
         )
+
+    def _engine_failed(self, exc: BaseException) -> None:
+        """A worker died or the device is lost (the engine has answered every held text and
+        logged it): stop serving and exit non-zero, so Kubernetes restarts the pod."""
+        self.exit_code = 1
+        self._failing = asyncio.ensure_future(self.shutdown())
 
     async def shutdown(self) -> None:
         """Drain: refuse new work, finish what was accepted (within the grace period), close."""

@@ -67,7 +67,13 @@ def plan_micro_batches(
     return calls
 
 
+def positions(lengths: Sequence[int], calls: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """(real tokens, computed positions) of the calls: each call computes ``count x longest``."""
+    computed = sum(len(c) * max(lengths[i] for i in c) for c in calls if c)
+    return sum(lengths[i] for c in calls for i in c), computed
+
+
 def padding_ratio(lengths: Sequence[int], calls: Sequence[Sequence[int]]) -> float:
     """Share of computed positions that are padding (0 = none)."""
-    padded = sum(len(c) * max(lengths[i] for i in c) for c in calls if c)
-    return 1.0 - sum(lengths) / padded if padded else 0.0
+    real, computed = positions(lengths, calls)
+    return 1.0 - real / computed if computed else 0.0

@@ -1,42 +1,49 @@
 """The batching engine: the one entry point every front-end calls, ``Engine.submit(texts)``.
 
-A request's texts become queue entries. Two threads do the work:
+All queue state lives in a ``Scheduler`` (plain state, ``scheduler.py``); this module is the thin
+layer of threads around it and the hand-over to the event loop:
 
-    submit (event loop) -> queue -> [prepare thread] tokenize per family, ahead of need;
-                                    when the compute thread is free: budget, dedupe -> batch
-                                 -> one-slot channel -> [compute thread] models, top-1, merge
-                                 -> call_soon_threadsafe(deliver) once per batch -> futures
+    submit (event loop) --admit--> Scheduler <--take/tokenized-- [tokenize threads: short, long]
+                                       |  cut (when the compute thread is free)
+                                       v
+                             [compute thread] plan -> Runner (models) -> scores -> finish
+                                       |  call_soon_threadsafe(deliver), once per batch
+                                       v
+                                 futures (event loop)
 
-Tokenization runs ahead, overlapping the models, but a batch is cut only when the compute thread
-asks for one, so it holds everything that queued meanwhile. (Cutting it as soon as the previous
-batch started, as a one-batch-ahead pipeline does, made closed-loop clients alternate between a
-batch of one and a batch of everyone else: measured 0.73 x the bare batched limit on a CPU.)
+What crosses threads crosses here, through the scheduler, under ``self._lock`` (a Condition that
+also wakes the workers); answers go back to the event loop once per batch. Tokenization runs ahead
+while the models compute; the batch is cut only when the compute thread is free, so it holds
+everything that queued meanwhile.
 
-Admission is decided at ``submit``: a full queue refuses at once (``Overloaded``) instead of
-growing. Entries whose client left or whose deadline passed are dropped before any compute. A
-batch that raises is split in halves and retried, so only the text that really fails gets an
-error; the engine keeps serving.
+Every worker loop is supervised: an unexpected exception (or a device error that poisons the CUDA
+context) answers every held text with ``ModelFailure``, turns readiness off, is logged once and is
+reported to ``on_fatal`` (the app exits non-zero so the orchestrator restarts the process). A batch
+that raises an ordinary error is split in halves and retried, so only the text that really fails
+gets an error; the engine keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from . import batching
-from .errors import DeadlineExceeded, ModelFailure, NotReady, Overloaded, ShuttingDown
+from . import batching, scoring
+from .errors import DeadlineExceeded, ModelFailure, NotReady, Overloaded, ServiceError, ShuttingDown
 from .families import Family
 from .models import LoadedModel
-from .runner import FamilyWork, ForwardCall, HeapTrimmer, Runner
+from .runner import FamilyWork, ForwardCall, HeapTrimmer, Runner, is_fatal_device_error
+from .scheduler import Batch, BatchingLimits, Lane, Outcome, Request, Scheduler
+
+__all__ = ["BatchReport", "BatchingLimits", "Engine", "Prediction", "Result"]
 
 log = logging.getLogger(__name__)
 
@@ -52,71 +59,51 @@ class Prediction:
 Result = dict[str, Prediction]  # response key -> prediction, in the configured model order
 
 
-@dataclass(frozen=True)
-class BatchingLimits:
-    max_batch_texts: int = 128
-    max_batch_tokens: int = 16384
-    micro_batch_tokens: int = 4096
-    max_wait_s: float = 0.0
-    queue_texts: int = 2048
-
-
 @dataclass
 class BatchReport:
-    """What one batch did; observers (metrics, tests) receive one per batch."""
+    """What one batch did; observers (metrics, tests) receive one per batch, before its answers."""
 
-    texts: int
-    unique_texts: int
-    tokens: int
-    padded_tokens: int
+    texts: int  # texts answered by this batch, duplicates included
+    unique_texts: int  # rows computed
+    tokens: int  # real tokens of the rows (the longest family's per row)
+    padding: dict[str, float]  # tokenizer family -> share of computed positions that were padding
     forward_calls: int
     origins: Counter[str]
-    compute_s: float
-    model_seconds: dict[str, float]
+    wall_s: float  # the batch from cut to answers
+    model_gpu_seconds: dict[str, float]  # per model; on a GPU they overlap (one stream each)
     failed_texts: int = 0
-    dropped_texts: int = 0
-
-
-class _Request:
-    __slots__ = ("cancelled", "deadline", "future", "origin", "remaining", "results")
-
-    def __init__(
-        self, n: int, future: asyncio.Future[list[Result]], deadline: float | None, origin: str
-    ):
-        self.future = future
-        self.results: list[Result | None] = [None] * n
-        self.remaining = n
-        self.deadline = deadline  # time.monotonic() value, or None
-        self.origin = origin
-        self.cancelled = False  # set on the event loop, read by the prepare thread
-
-
-@dataclass(slots=True)
-class _Entry:
-    text: str
-    request: _Request
-    slot: int
-    ids: list[list[int]] = field(default_factory=list)  # per family, filled by prepare
-
-    @property
-    def cost(self) -> int:
-        return max(len(i) for i in self.ids)
-
-
-Outcome = tuple[_Entry, Result | Exception]
-
-# Texts tokenized per call while the models run: large enough to amortise the call, small enough
-# that a batch cut is never held up long behind tokenization (256 tweets take a few ms).
-TOKENIZE_CHUNK = 256
+    warmup: bool = False
 
 
 @dataclass
-class _Batch:
-    entries: list[_Entry]
-    texts: list[str]  # unique texts
-    row_of_entry: list[int]
-    ids: list[list[list[int]]]  # [family][row] -> token ids
-    dropped: list[Outcome]
+class _Pending:
+    """The event loop's side of one request: its future and the answers collected so far."""
+
+    future: asyncio.Future[list[Result]]
+    results: list[Result | None]
+    remaining: int
+
+
+@dataclass
+class _Computed:
+    """Answers for some rows of a batch, with what computing them cost."""
+
+    results: dict[int, Result | ServiceError]
+    gpu_seconds: list[float]
+    forward_calls: int = 0
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # family: (real, computed)
+
+    def __add__(self, other: _Computed) -> _Computed:
+        positions = dict(self.positions)
+        for name, (real, computed) in other.positions.items():
+            r, c = positions.get(name, (0, 0))
+            positions[name] = (r + real, c + computed)
+        return _Computed(
+            {**self.results, **other.results},
+            [a + b for a, b in zip(self.gpu_seconds, other.gpu_seconds, strict=True)],
+            self.forward_calls + other.forward_calls,
+            positions,
+        )
 
 
 class Engine:
@@ -133,30 +120,34 @@ class Engine:
         self.runner = Runner(self.models, device)
         self.keys = [m.key for m in self.models]
         self.observers: list[Callable[[BatchReport], None]] = []
+        self.on_fatal: Callable[[BaseException], None] | None = None  # called on the event loop
         self.ready = False
         self.accepting = True
+        self.failure: BaseException | None = None  # what killed a worker, once one died
         self.refusals: Counter[str] = Counter()  # reason -> requests refused at admission
         self._overload_logged_at = 0.0
 
+        self._lock = threading.Condition()  # guards the scheduler; wakes the worker threads
+        self._scheduler = Scheduler(limits, len(self.families))
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending = 0  # texts admitted, not yet answered; touched on the event loop only
-        self._queue: deque[_Entry] = deque()
-        self._untokenized: deque[_Entry] = deque()  # queued entries the prepare thread has not seen
-        self._wakeup = threading.Condition()  # guards the two deques and the flags below
-        self._compute_free = False  # the compute thread waits for a batch
-        self._channel: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        self._stopping = False
         self._threads: list[threading.Thread] = []
         self._idle = asyncio.Event()
 
-    # ---- lifecycle -------------------------------------------------------------------------
+    # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind to the running event loop and start the two worker threads."""
+        """Bind to the running event loop and start the worker threads."""
         self._loop = asyncio.get_running_loop()
         self._idle.set()
-        for target, name in ((self._prepare_loop, "prepare"), (self._compute_loop, "compute")):
-            thread = threading.Thread(target=target, name=f"engine-{name}", daemon=True)
+        workers: list[tuple[str, Callable[[], None]]] = [
+            ("tokenize-short", lambda: self._tokenize_loop(Lane.SHORT)),
+            ("tokenize-long", lambda: self._tokenize_loop(Lane.LONG)),
+            ("compute", self._compute_loop),
+        ]
+        for name, target in workers:
+            thread = threading.Thread(
+                target=self._supervised, args=(name, target), name=f"engine-{name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -176,22 +167,17 @@ class Engine:
             return False
 
     def stop(self) -> None:
-        """Stop the threads; anything still queued is answered ``ShuttingDown``. Blocking: call
-        it from a worker thread (answers go back to the event loop like any batch's)."""
+        """Stop the threads; anything still waiting is answered ``ShuttingDown`` and a batch in
+        hand finishes first. Blocking: call it from a worker thread (``asyncio.to_thread``)."""
         self.accepting = False
-        with self._wakeup:
-            self._stopping = True
-            leftovers = list(self._queue)
-            self._queue.clear()
-            self._untokenized.clear()
-            self._wakeup.notify_all()
-        if leftovers:
-            shutting = ShuttingDown("the service is shutting down")
-            self._loop_call(self._deliver, [(e, shutting) for e in leftovers])
+        with self._lock:
+            outcomes = self._scheduler.stop()
+            self._lock.notify_all()
+        self._send(outcomes)
         for thread in self._threads:
             thread.join(timeout=30)
 
-    # ---- the entry point ---------------------------------------------------------------------
+    # ---- the entry point ----------------------------------------------------------------------
 
     async def submit(
         self,
@@ -215,25 +201,40 @@ class Engine:
             raise NotReady("models are still loading")
         if not texts:
             return []
-        if self._pending + len(texts) > self.limits.queue_texts:
-            self._refuse_overloaded()
         assert self._loop is not None, "Engine.start() was not called"
         future: asyncio.Future[list[Result]] = self._loop.create_future()
-        request = _Request(len(texts), future, deadline, origin)
-        entries = [_Entry(text, request, i) for i, text in enumerate(texts)]
-        self._pending += len(entries)
+        request = Request(
+            len(texts), deadline, origin, _Pending(future, [None] * len(texts), len(texts))
+        )
+        with self._lock:
+            try:
+                self._scheduler.admit(request, texts)
+            except Overloaded:
+                self._refuse_overloaded(self._scheduler.waiting_texts)
+                raise
+            except ShuttingDown:  # the scheduler stopped (a worker failed) before accepting did
+                self.refusals["shutting_down"] += 1
+                raise
+            self._lock.notify_all()
         self._idle.clear()
-        with self._wakeup:
-            self._queue.extend(entries)
-            self._untokenized.extend(entries)
-            self._wakeup.notify()
+        timer = None
+        if deadline is not None:
+            timer = self._loop.call_later(
+                max(0.0, deadline - time.monotonic()), self._expire, request
+            )
         try:
             return await future
         except asyncio.CancelledError:
-            request.cancelled = True  # the prepare thread drops its entries before compute
+            with self._lock:
+                self._scheduler.cancel(request)  # its waiting texts leave queue and budget now
+                self._lock.notify_all()
+            self._check_idle()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
-    def _refuse_overloaded(self) -> None:
+    def _refuse_overloaded(self, waiting: int) -> None:
         self.refusals["overloaded"] += 1
         now = time.monotonic()
         if now - self._overload_logged_at >= 1.0:  # one line per second, not one per refusal
@@ -241,235 +242,239 @@ class Engine:
             log.warning(
                 "overloaded: refusing requests",
                 extra={
-                    "queued_texts": self._pending,
+                    "waiting_texts": waiting,
                     "queue_texts": self.limits.queue_texts,
                     "refused_total": self.refusals["overloaded"],
                 },
             )
-        raise Overloaded(f"queue full ({self._pending} texts waiting); retry later")
+
+    def _expire(self, request: Request) -> None:
+        """The request's deadline passed (event loop timer): answer it now unless all of its
+        texts are already computing, in which case their answers are moments away."""
+        with self._lock:
+            dropped = self._scheduler.expire(request)
+        pending: _Pending = request.ticket
+        if dropped and not pending.future.done():
+            pending.future.set_exception(DeadlineExceeded("deadline passed before compute"))
+        self._check_idle()
+
+    # ---- what the scheduler knows, for metrics and tests ----------------------------------------
 
     @property
-    def queued_texts(self) -> int:
-        return self._pending
+    def waiting_texts(self) -> int:
+        """Texts admitted and not yet in a batch (what ``queue_texts`` limits)."""
+        with self._lock:
+            return self._scheduler.waiting_texts
 
-    # ---- prepare thread ------------------------------------------------------------------------
+    @property
+    def computing_texts(self) -> int:
+        with self._lock:
+            return self._scheduler.computing_texts
 
-    def _prepare_loop(self) -> None:
-        while True:
-            work = self._next_work()
-            if work is None:
-                self._channel.put(None)
-                return
-            cut, entries = work
-            if cut:
-                self._channel.put(self._assemble(entries))
-            else:
-                self._tokenize([e for e in entries if not e.ids and not e.request.cancelled])
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return self._scheduler.idle
 
-    def _next_work(self) -> tuple[bool, list[_Entry]] | None:
-        """Block until there is work: (True, entries to cut a batch from) when the compute thread
-        is free, else (False, entries to tokenize ahead); None when stopping."""
-        limits = self.limits
-        with self._wakeup:
-            while True:
-                if self._stopping:
-                    return None
-                if self._compute_free and self._queue:
-                    grow_until = time.monotonic() + limits.max_wait_s
-                    while (
-                        len(self._queue) < limits.max_batch_texts
-                        and not self._stopping
-                        and (left := grow_until - time.monotonic()) > 0
-                    ):
-                        self._wakeup.wait(left)  # under load: let the batch grow a little
-                    n = min(len(self._queue), limits.max_batch_texts)
-                    self._compute_free = False
-                    return True, [self._queue.popleft() for _ in range(n)]
-                if self._untokenized:
-                    n = min(len(self._untokenized), TOKENIZE_CHUNK)
-                    return False, [self._untokenized.popleft() for _ in range(n)]
-                self._wakeup.wait()
+    @property
+    def dropped_texts(self) -> Counter[str]:
+        """Texts that left without compute, by reason."""
+        with self._lock:
+            return Counter(self._scheduler.dropped)
 
-    def _assemble(self, candidates: list[_Entry]) -> _Batch:
-        """Take what fits the budget from ``candidates`` (the rest goes back to the front of the
-        queue). Entries dropped here (client gone, deadline passed) travel with the batch, which
-        may then have nothing to compute: the compute thread answers and reports them like any
-        other."""
-        live, dropped = self._drop_gone(candidates)
-        self._tokenize([e for e in live if not e.ids])
-        taken, rest = batching.take_within_budget(
-            live, self.limits.max_batch_texts, self.limits.max_batch_tokens
+    # ---- worker threads -----------------------------------------------------------------------
+
+    def _supervised(self, name: str, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # a dead worker must not be a silent outage
+            self._fatal(name, exc)
+
+    def _fatal(self, where: str, exc: BaseException) -> None:
+        """A worker died or the device is lost: answer everything held, stop, tell the app."""
+        with self._lock:
+            if self.failure is not None:
+                return  # the first failure is the one logged and reported
+            self.failure = exc
+            self.accepting = False
+            self.ready = False
+            outcomes = self._scheduler.abort(
+                ModelFailure, "the service failed and is restarting; retry"
+            )
+            self._lock.notify_all()
+        self._send(outcomes)
+        log.critical(
+            "engine worker failed; the service stops",
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"worker": where, "answered_texts": len(outcomes)},
         )
-        if rest:
-            with self._wakeup:
-                self._queue.extendleft(reversed(rest))
-        texts, row_of_entry = batching.dedupe([e.text for e in taken])
-        first: dict[int, _Entry] = {}
-        for entry, row in zip(taken, row_of_entry, strict=True):
-            first.setdefault(row, entry)
-        ids = [[first[r].ids[f] for r in range(len(texts))] for f in range(len(self.families))]
-        return _Batch(taken, texts, row_of_entry, ids, dropped)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._report_fatal, exc)
 
-    def _drop_gone(self, entries: list[_Entry]) -> tuple[list[_Entry], list[Outcome]]:
-        now = time.monotonic()
-        live: list[_Entry] = []
-        dropped: list[Outcome] = []
-        for e in entries:
-            r = e.request
-            if r.cancelled:
-                dropped.append((e, DeadlineExceeded("client went away")))
-            elif r.deadline is not None and now >= r.deadline:
-                dropped.append((e, DeadlineExceeded("deadline passed before compute")))
-            else:
-                live.append(e)
-        return live, dropped
+    def _report_fatal(self, exc: BaseException) -> None:
+        self._check_idle()
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
 
-    def _tokenize(self, entries: list[_Entry]) -> None:
-        if not entries:
-            return
-        texts = [e.text for e in entries]
-        per_family = [family.encode(texts) for family in self.families]
-        for i, entry in enumerate(entries):
-            entry.ids = [ids[i] for ids in per_family]
+    def _tokenize_loop(self, lane: Lane) -> None:
+        while True:
+            with self._lock:
+                while not (chunk := self._scheduler.take_for_tokenizing(lane)):
+                    if self._scheduler.stopped:
+                        return
+                    self._lock.wait()
+            ids = self._tokenize([e.text for e in chunk])
+            with self._lock:
+                outcomes = self._scheduler.tokenized(chunk, ids)
+                self._lock.notify_all()
+            self._send(outcomes)
 
-    # ---- compute thread ------------------------------------------------------------------------
+    def _tokenize(self, texts: list[str]) -> list[list[list[int]] | ServiceError]:
+        """Ids per text per family; a text the tokenizer fails on gets its own error."""
+        try:
+            per_family = [family.encode(texts) for family in self.families]
+        except Exception as exc:
+            if len(texts) > 1:
+                return [r for t in texts for r in self._tokenize([t])]
+            log.error("tokenizer failure on one text", extra={"error": repr(exc)})
+            return [ModelFailure(f"the tokenizer failed on this text: {exc}")]
+        return [[ids[i] for ids in per_family] for i in range(len(texts))]
 
     def _compute_loop(self) -> None:
         trimmer = HeapTrimmer()
         while True:
-            with self._wakeup:
-                self._compute_free = True  # cut the next batch from what is queued now
-                idle = not self._queue
-                self._wakeup.notify()
+            with self._lock:
+                batch: Batch | None = None
+                while batch is None:
+                    if self._scheduler.stopped:
+                        return
+                    cut = self._scheduler.cut(time.monotonic())
+                    self._send(cut.dropped)
+                    batch = cut.batch
+                    if batch is None:
+                        self._lock.wait(cut.wait_s)
+            outcomes, report = self._compute(batch)
+            with self._lock:
+                failed = [e for e, outcome in outcomes if isinstance(outcome, ServiceError)]
+                self._scheduler.finish(batch, failed)
+                idle = self._scheduler.waiting_texts == 0
+            # Observers run before delivery, so a batch's report exists by the time any of its
+            # clients has an answer (metrics and tests rely on that). A failing observer costs no
+            # answer.
+            for observer in self.observers:
+                try:
+                    observer(report)
+                except Exception:
+                    log.exception("batch observer failed")
+            self._send(outcomes)
             trimmer.maybe_trim(idle=idle)
-            batch = self._channel.get()
-            if batch is None:
-                return
-            try:
-                self._compute(batch)
-            except Exception:  # never let the thread die: that would strand every request
-                log.exception("batch bookkeeping failed")
-                self._loop_call(
-                    self._deliver,
-                    [
-                        (e, ModelFailure("internal error while computing the batch"))
-                        for e in batch.entries
-                    ],
-                )
 
-    def _compute(self, batch: _Batch) -> None:
-        start = time.perf_counter()
-        # a client may have left, or a deadline passed, while the batch waited for the models
-        live, late = self._drop_gone(batch.entries)
-        outcomes: list[Outcome] = batch.dropped + late
-        live_ids = {id(e) for e in live}
-        live_rows = [
-            r for e, r in zip(batch.entries, batch.row_of_entry, strict=True) if id(e) in live_ids
-        ]
-        needed = sorted(set(live_rows))
-        rows, seconds, stats = self._compute_rows(batch, needed)
-        outcomes += [(e, rows[r]) for e, r in zip(live, live_rows, strict=True)]
+    # ---- computing a batch (compute thread) -----------------------------------------------------
+
+    def _compute(self, batch: Batch) -> tuple[list[Outcome], BatchReport]:
+        started = time.perf_counter()
+        computed = self._compute_rows(batch, list(range(len(batch.texts))))
+        outcomes: list[Outcome] = []
+        for entry, row in zip(batch.entries, batch.row_of_entry, strict=True):
+            result = computed.results[row]
+            if isinstance(result, ServiceError):  # one exception object per text, never shared
+                result = type(result)(str(result))
+            outcomes.append((entry, result))
         report = BatchReport(
-            texts=len(live),
-            unique_texts=len(needed),
-            tokens=sum(max(len(ids[r]) for ids in batch.ids) for r in needed),
-            padded_tokens=stats[1],
-            forward_calls=stats[0],
-            origins=Counter(e.request.origin for e in live),
-            compute_s=time.perf_counter() - start,
-            model_seconds=dict(zip(self.keys, seconds, strict=True)),
-            failed_texts=sum(isinstance(r, Exception) for r in rows.values()),
-            dropped_texts=len(outcomes) - len(live),
+            texts=len(batch.entries),
+            unique_texts=len(batch.texts),
+            tokens=sum(max(len(ids[r]) for ids in batch.ids) for r in range(len(batch.texts))),
+            padding={
+                name: 1.0 - real / positions if positions else 0.0
+                for name, (real, positions) in computed.positions.items()
+            },
+            forward_calls=computed.forward_calls,
+            origins=Counter(e.request.origin for e in batch.entries),
+            wall_s=time.perf_counter() - started,
+            model_gpu_seconds=dict(zip(self.keys, computed.gpu_seconds, strict=True)),
+            failed_texts=sum(isinstance(o, ServiceError) for _, o in outcomes),
+            warmup=batch.warmup,
         )
-        # Observers run before delivery, so a batch's report exists by the time any of its clients
-        # has an answer (metrics and tests rely on that). A failing observer costs no answer.
-        for observer in self.observers:
-            try:
-                observer(report)
-            except Exception:
-                log.exception("batch observer failed")
-        self._loop_call(self._deliver, outcomes)
+        return outcomes, report
 
-    def _compute_rows(
-        self, batch: _Batch, rows: list[int]
-    ) -> tuple[dict[int, Result | Exception], list[float], tuple[int, int]]:
-        """Results for ``rows`` (unique texts); on failure split in halves and retry, so only a
-        text that fails alone gets an error. Returns (results, per-model seconds, (calls, padded
-        tokens))."""
-        if not rows:
-            return {}, [0.0] * len(self.models), (0, 0)
+    def _compute_rows(self, batch: Batch, rows: list[int]) -> _Computed:
+        """Answers for ``rows`` (unique texts); on failure split in halves and retry, so only a
+        text that fails alone gets an error. A device error that poisons the context is not
+        retried: it propagates to the supervisor."""
         try:
-            work, calls, padded = self._plan(batch, rows)
-            out, seconds = self.runner.run(work, len(rows))
+            work, calls, positions = self._plan(batch, rows)
+            out = self.runner.run(work, len(rows))
         except Exception as exc:
+            if is_fatal_device_error(exc):
+                raise
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
             if len(rows) == 1:
                 log.error("model failure on one text", extra={"error": repr(exc)})
-                return (
-                    {rows[0]: ModelFailure(f"a model failed on this text: {exc}")},
-                    [0.0] * len(self.models),
-                    (0, 0),
-                )
+                failure = ModelFailure(f"a model failed on this text: {exc}")
+                return _Computed({rows[0]: failure}, [0.0] * len(self.models))
             half = len(rows) // 2
-            a = self._compute_rows(batch, rows[:half])
-            b = self._compute_rows(batch, rows[half:])
-            return (
-                {**a[0], **b[0]},
-                [x + y for x, y in zip(a[1], b[1], strict=True)],
-                (a[2][0] + b[2][0], a[2][1] + b[2][1]),
-            )
-        return self._merge(out, rows), seconds, (calls, padded)
+            return self._compute_rows(batch, rows[:half]) + self._compute_rows(batch, rows[half:])
+        return _Computed(self._merge(out.logits, rows), out.gpu_seconds, calls, positions)
 
-    def _plan(self, batch: _Batch, rows: list[int]) -> tuple[list[FamilyWork], int, int]:
-        """Forward calls per family for the given rows; the runner's rows are 0..len(rows)-1."""
+    def _plan(
+        self, batch: Batch, rows: list[int]
+    ) -> tuple[list[FamilyWork], int, dict[str, tuple[int, int]]]:
+        """Forward calls per family for the given rows (the runner's rows are 0..len(rows)-1),
+        with the real and computed token positions per family."""
         work = []
-        n_calls = padded = 0
+        n_calls = 0
+        positions: dict[str, tuple[int, int]] = {}
         for f, family in enumerate(self.families):
             seqs = [batch.ids[f][r] for r in rows]
+            lengths = [len(s) for s in seqs]
             groups = batching.plan_micro_batches(
-                [len(s) for s in seqs], self.limits.micro_batch_tokens, self.limits.max_batch_texts
+                lengths, self.limits.micro_batch_tokens, self.limits.max_batch_texts
             )
             calls = [_forward_call(seqs, group, family.pad_id) for group in groups]
             n_calls += len(calls)
-            padded += sum(c.input_ids.numel() for c in calls)
+            positions[family.name] = batching.positions(lengths, groups)
             work.append(FamilyWork(family.members, calls))
-        return work, n_calls, padded
+        return work, n_calls, positions
 
-    def _merge(self, out: np.ndarray, rows: list[int]) -> dict[int, Result | Exception]:
-        """Per text, one dict in the configured key order."""
-        merged: dict[int, Result | Exception] = {}
-        labels = [m.labels for m in self.models]
-        for local, row in enumerate(rows):
-            merged[row] = {
-                key: Prediction(float(out[m, local, 1]), labels[m][int(out[m, local, 0])])
-                for m, key in enumerate(self.keys)
+    def _merge(self, logits: np.ndarray, rows: list[int]) -> dict[int, Result | ServiceError]:
+        """Per text, one dict in the configured key order (scores vectorised per model)."""
+        per_model = []
+        for m, model in enumerate(self.models):
+            index, score = scoring.top1_softmax(logits[m, :, : len(model.labels)])
+            per_model.append((model.key, model.labels, index, score))
+        return {
+            row: {
+                key: Prediction(score[i], labels[index[i]])
+                for key, labels, index, score in per_model
             }
-        return merged
+            for i, row in enumerate(rows)
+        }
 
-    # ---- back on the event loop --------------------------------------------------------------
+    # ---- back on the event loop -----------------------------------------------------------------
 
-    def _loop_call(self, fn: Callable[[list[Outcome]], None], arg: list[Outcome]) -> None:
-        assert self._loop is not None
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, arg)
+    def _send(self, outcomes: list[Outcome]) -> None:
+        """Hand answers to the event loop (from any thread), once per call."""
+        if outcomes and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
-        """Runs on the event loop, once per batch: settle every request whose texts are done."""
+        """Runs on the event loop: settle every request whose texts are done."""
         for entry, outcome in outcomes:
-            self._pending -= 1
-            request = entry.request
-            if request.future.done():
+            pending: _Pending = entry.request.ticket
+            if pending.future.done():
+                continue  # cancelled, expired or failed already
+            if isinstance(outcome, ServiceError):
+                pending.future.set_exception(outcome)
                 continue
-            if isinstance(outcome, Exception):
-                request.future.set_exception(outcome)
-                request.cancelled = True  # its other texts need no compute now
-                continue
-            request.results[entry.slot] = outcome
-            request.remaining -= 1
-            if request.remaining == 0:
-                request.future.set_result(request.results)  # type: ignore[arg-type]
-        if self._pending == 0:
+            pending.results[entry.slot] = outcome
+            pending.remaining -= 1
+            if pending.remaining == 0:
+                pending.future.set_result(pending.results)  # type: ignore[arg-type]
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self.idle:
             self._idle.set()
 
 

@@ -41,18 +41,66 @@ def id_signature(tokenizer: PreTrainedTokenizerBase) -> str:
     return json.dumps(state, sort_keys=True, ensure_ascii=False)
 
 
+# Characters of a long text tokenized at first, per token kept: ordinary text averages 2 to 5
+# characters per token, so 8 per token almost always settles in one try; a text that needs more
+# (long words, runs of characters the normalizer removes) doubles the prefix until it settles.
+PREFIX_CHARS_PER_TOKEN = 8
+# Pre-tokens (words) between the last kept token and the cut that must be complete. The cut word
+# itself may tokenize differently; byte-level BPE's whitespace rule (``\s+(?!\S)``) looks one
+# character ahead, so the word before it may split differently too. Nothing further back can change:
+# both tokenizer models work one pre-token at a time.
+SETTLED_WORDS = 2
+
+
 @dataclass
 class Family:
     """One tokenization per batch for ``members`` (indices into the served models)."""
 
     name: str
     members: list[int]
-    encoder: Tokenizer  # a private copy: truncation set once, no padding, one thread uses it
+    encoder: Tokenizer  # a private copy: truncation set once, no padding; encode_batch only
     pad_id: int
     max_tokens: int
+    prefix_chars: int = 0  # first prefix tried for a long text; 0 = PREFIX_CHARS_PER_TOKEN x max
+
+    def __post_init__(self) -> None:
+        self.prefix_chars = self.prefix_chars or PREFIX_CHARS_PER_TOKEN * self.max_tokens
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.encoder.encode_batch(list(texts), add_special_tokens=True)]
+        """Ids per text, truncated to ``max_tokens``: exactly what tokenizing the whole text and
+        truncating gives, with a long text's work bounded by the prefix its kept tokens need.
+
+        ``encode_batch`` releases the GIL (``encode`` does not), so the event loop keeps running
+        while a tokenizer thread works."""
+        ids: list[list[int]] = [[] for _ in texts]
+        short = [i for i, t in enumerate(texts) if len(t) <= self.prefix_chars]
+        if short:
+            encoded = self.encoder.encode_batch([texts[i] for i in short], add_special_tokens=True)
+            for i, e in zip(short, encoded, strict=True):
+                ids[i] = e.ids
+        for i, text in enumerate(texts):
+            if len(text) > self.prefix_chars:
+                ids[i] = self._encode_long(text)
+        return ids
+
+    def _encode_long(self, text: str) -> list[int]:
+        """Tokenize growing prefixes until the kept tokens end ``SETTLED_WORDS`` pre-tokens before
+        the cut; then the rest of the text cannot change them. A text without such a boundary (one
+        megabyte-long word) is tokenized whole."""
+        size = 2 * self.prefix_chars
+        while size < len(text):
+            encoding = self.encoder.encode_batch([text[:size]], add_special_tokens=True)[0]
+            if encoding.overflowing:
+                kept = _last_word(encoding.word_ids)
+                cut = _last_word(encoding.overflowing[-1].word_ids)
+                if kept is not None and cut is not None and cut - kept >= SETTLED_WORDS:
+                    return encoding.ids
+            size *= 2
+        return self.encoder.encode_batch([text], add_special_tokens=True)[0].ids
+
+
+def _last_word(word_ids: Sequence[int | None]) -> int | None:
+    return next((w for w in reversed(word_ids) if w is not None), None)
 
 
 def _encoder(tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> Tokenizer:

@@ -2,7 +2,7 @@
 
 - ``observe_request`` is each front-end's one response hook (protocol, route, status, seconds);
 - ``observe_batch`` is an engine observer, called once per batch from the compute thread;
-- queue depth and refusals are read from the engine when scraped.
+- queue depth, drops and refusals are read from the engine when scraped.
 
 Each ``Metrics`` has its own registry, so several services (tests) can live in one process.
 """
@@ -52,7 +52,8 @@ class Metrics:
         )
         self.padding = Histogram(
             "classifier_batch_padding_ratio",
-            "Share of computed positions that were padding",
+            "Share of a batch's computed positions that were padding, per tokenizer family",
+            ["family"],
             buckets=RATIO_BUCKETS,
             registry=r,
         )
@@ -63,14 +64,12 @@ class Metrics:
             registry=r,
         )
         self.model_seconds = Counter(
-            "classifier_model_compute_seconds", "Compute time per model", ["model"], registry=r
-        )
-        self.failed = Counter("classifier_failed_texts", "Texts a model failed on", registry=r)
-        self.dropped = Counter(
-            "classifier_dropped_texts",
-            "Texts dropped before compute (client gone or deadline passed)",
+            "classifier_model_compute_seconds",
+            "Compute time per model (GPU stream time on cuda: the models overlap)",
+            ["model"],
             registry=r,
         )
+        self.failed = Counter("classifier_failed_texts", "Texts a model failed on", registry=r)
 
     def attach(self, engine: Engine) -> None:
         engine.observers.append(self.observe_batch)
@@ -81,15 +80,14 @@ class Metrics:
         self.latency.labels(protocol, route).observe(seconds)
 
     def observe_batch(self, report: BatchReport) -> None:
-        self.dropped.inc(report.dropped_texts)
-        if not report.texts:
+        if report.warmup:  # the start-up batch is not serving traffic
             return
         self.batch_texts.observe(report.texts)
         self.batch_tokens.observe(report.tokens)
-        if report.padded_tokens:
-            self.padding.observe(1.0 - report.tokens / report.padded_tokens)
-        self.batch_seconds.observe(report.compute_s)
-        for model, seconds in report.model_seconds.items():
+        for family, ratio in report.padding.items():
+            self.padding.labels(family).observe(ratio)
+        self.batch_seconds.observe(report.wall_s)
+        for model, seconds in report.model_gpu_seconds.items():
             self.model_seconds.labels(model).inc(seconds)
         self.failed.inc(report.failed_texts)
 
@@ -106,9 +104,22 @@ class _EngineCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily(
             "classifier_queue_texts",
-            "Texts admitted and not yet answered",
-            value=self.engine.queued_texts,
+            "Texts admitted and waiting for a batch (what CLS_QUEUE_TEXTS limits)",
+            value=self.engine.waiting_texts,
         )
+        yield GaugeMetricFamily(
+            "classifier_computing_texts",
+            "Texts in the batch being computed",
+            value=self.engine.computing_texts,
+        )
+        dropped = CounterMetricFamily(
+            "classifier_dropped_texts",
+            "Texts that left without being computed, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.engine.dropped_texts.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
         yield GaugeMetricFamily(
             "classifier_ready", "1 when models are loaded and warm", value=int(self.engine.ready)
         )

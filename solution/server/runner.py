@@ -93,6 +93,30 @@ class FamilyWork:
     calls: list[ForwardCall]
 
 
+@dataclass
+class RunOutput:
+    """One batch's results, on the host."""
+
+    logits: np.ndarray  # (models, rows, max labels) float32; columns past a model's labels are 0
+    gpu_seconds: list[float]  # per model: stream time on cuda (overlapping), wall time on cpu
+    wall_s: float  # the whole run, first launch to the host copy
+
+
+def is_fatal_device_error(exc: BaseException) -> bool:
+    """An error after which the device context cannot be trusted (a device-side assert, an
+    illegal memory access): every later CUDA call fails too, so retrying only multiplies errors.
+    Out-of-memory is not one of them: it is recoverable by splitting the batch."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None and isinstance(exc, accelerator_error):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "device-side assert" in text or "illegal memory access" in text
+    )
+
+
 class Runner:
     def __init__(self, models: Sequence[LoadedModel], device: torch.device):
         self.models = list(models)
@@ -101,9 +125,13 @@ class Runner:
             torch.cuda.Stream(device) if device.type == "cuda" else None for _ in self.models
         ]
 
-    def run(self, work: Sequence[FamilyWork], n_rows: int) -> tuple[np.ndarray, list[float]]:
-        """(array of shape (models, rows, 2): [label index, score]; per-model seconds)."""
-        out = torch.zeros((len(self.models), n_rows, 2), dtype=torch.float32, device=self.device)
+    def run(self, work: Sequence[FamilyWork], n_rows: int) -> RunOutput:
+        """Every model's logits for the batch's rows, in one device-to-host copy."""
+        started = time.perf_counter()
+        width = max(len(m.labels) for m in self.models)
+        out = torch.zeros(
+            (len(self.models), n_rows, width), dtype=torch.float32, device=self.device
+        )
         timers = [_Timer(s) for s in self.streams]
         with torch.inference_mode():
             main = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
@@ -115,14 +143,13 @@ class Runner:
                     for m in family.members:
                         with timers[m], self._on_stream(m, main, ids, mask, rows):
                             logits = self.models[m].model(input_ids=ids, attention_mask=mask).logits
-                            score, index = logits.float().softmax(-1).max(-1)
-                            out[m].index_copy_(0, rows, torch.stack([index.float(), score], 1))
+                            out[m, :, : logits.shape[1]].index_copy_(0, rows, logits.float())
             if main is not None:
                 for stream in self.streams:
                     assert stream is not None
                     main.wait_stream(stream)
             host = out.cpu().numpy()  # the batch's one device-to-host copy; synchronises
-        return host, [t.seconds() for t in timers]
+        return RunOutput(host, [t.seconds() for t in timers], time.perf_counter() - started)
 
     @contextlib.contextmanager
     def _on_stream(

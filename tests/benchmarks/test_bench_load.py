@@ -64,8 +64,9 @@ async def test_open_loop_reuses_idle_users():
 
 async def test_failed_checks_and_refused_connections_are_errors_by_kind():
     target = FakeTarget(outcome=lambda i: ("check_label", "bad") if i == 1 else None)
-    tally = await open_loop(target, [0.0, 0.001, 0.002], max_vus=1)
-    assert tally.errors == {"check_label": 1} and len(tally.latencies) == 2
+    # a user per arrival: on a loaded machine one user may still be busy when the next is due
+    tally = await open_loop(target, [0.0, 0.001, 0.002], max_vus=3)
+    assert tally.errors == {"check_label": 1} and len(tally.latencies) == 2 and tally.unsent == 0
 
     tally = await open_loop(FakeTarget(refuse=True), [0.0, 0.001], max_vus=5)
     assert tally.errors == {"connect": 2} and not tally.latencies

@@ -41,7 +41,9 @@ class FakeEngine:
         self.drained = asyncio.Event()  # drain waits for it
         self.observers: list[object] = []  # what Metrics.attach reads
         self.refusals: Counter[str] = Counter()
-        self.queued_texts = 0
+        self.waiting_texts = 0
+        self.computing_texts = 0
+        self.dropped_texts: Counter[str] = Counter()
 
     def start(self) -> None:
         self.ready = False

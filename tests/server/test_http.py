@@ -14,7 +14,7 @@ import pytest
 
 from solution.server import config, http
 from solution.server.http import Request, Response
-from tests.conftest import ComputeGate, engine_queue_length, until
+from tests.conftest import ComputeGate, until
 
 
 async def echo(request: Request) -> Response:
@@ -256,22 +256,23 @@ async def test_a_client_that_disconnects_before_its_batch_costs_no_compute(engin
     port = srv.sockets[0].getsockname()[1]
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)
+    gone_before = engine.dropped_texts["client_gone"]
     try:
         with ComputeGate(engine) as gate:
             busy, ahead = await gate.fill_pipeline()
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(post("/process", b'"the client leaves"'))
-            await until(lambda: engine_queue_length(engine) == 2)
+            await until(lambda: engine.waiting_texts == 2)
             writer.close()
-            await until(lambda: engine._queue[1].request.cancelled)
+            await until(lambda: engine.waiting_texts == 1)  # left the queue at once
             gate.release()
             await asyncio.wait_for(asyncio.gather(busy, ahead), 10)
-            await until(lambda: engine.queued_texts == 0)
+            await until(lambda: engine.idle)
     finally:
         engine.observers.remove(reports.append)
         srv.close()
     assert sum(r.texts for r in reports) == 2
-    assert sum(r.dropped_texts for r in reports) == 1
+    assert engine.dropped_texts["client_gone"] - gone_before == 1
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from solution.server.engine import BatchReport
 from solution.server.errors import Overloaded
 from solution.server.metrics import Metrics
 
@@ -49,3 +52,31 @@ async def test_batches_requests_and_refusals_are_counted(engine):
     assert got[("classifier_refused_total", (("reason", "overloaded"),))] >= 1
     assert got[("classifier_queue_texts", ())] == 0
     assert got[("classifier_ready", ())] == 1
+
+
+def report(**changes) -> BatchReport:
+    fields = dict(
+        texts=16,
+        unique_texts=1,
+        tokens=5,
+        padding={"xlmr": 0.0, "roberta": 0.25},
+        forward_calls=2,
+        origins=Counter({"http": 16}),
+        wall_s=0.01,
+        model_gpu_seconds={"a": 0.004, "b": 0.003},
+    )
+    return BatchReport(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_padding_is_observed_per_family_and_the_warm_up_batch_not_at_all():
+    metrics = Metrics()
+    metrics.observe_batch(report(warmup=True))
+    assert ("classifier_batch_texts_count", ()) not in samples(metrics) or samples(metrics)[
+        ("classifier_batch_texts_count", ())
+    ] == 0
+    metrics.observe_batch(report())
+    got = samples(metrics)
+    assert got[("classifier_batch_texts_count", ())] == 1
+    assert got[("classifier_batch_padding_ratio_sum", (("family", "xlmr"),))] == 0.0
+    assert got[("classifier_batch_padding_ratio_sum", (("family", "roberta"),))] == 0.25
+    assert got[("classifier_model_compute_seconds_total", (("model", "a"),))] == 0.004

@@ -81,7 +81,10 @@ async def test_process_array_answers_one_object_per_text_in_order(engine):
     routes = Routes(engine, 4)
     single = orjson.loads((await routes(req("POST", "/process", b'"b"'))).body)
     many = orjson.loads((await routes(req("POST", "/process", b'["a", "b", ""]'))).body)
-    assert len(many) == 3 and many[1] == single
+    assert len(many) == 3 and list(many[1]) == list(single)
+    for key, answer in single.items():  # a batch of another shape may round the last bit apart
+        assert many[1][key]["label"] == answer["label"]
+        assert abs(many[1][key]["score"] - answer["score"]) < 1e-6
 
 
 async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):

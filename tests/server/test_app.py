@@ -1,0 +1,67 @@
+"""``App`` wiring that no single front-end owns: a failed engine stops the whole service."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from solution.proto.classifier.v1 import ERROR_METADATA_KEY
+from solution.proto.classifier.v1 import classifier_pb2 as pb
+from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
+from solution.server import config
+from solution.server.app import App
+from solution.server.grpc_service import SERVICE_NAME
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_a_dead_engine_worker_fails_pending_calls_turns_unhealthy_and_exits_non_zero(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch
+):
+    app = App(settings.replace(enable_http=False, grpc_port=0, shutdown_grace_s=5))
+    async with asyncio.timeout(60):
+        await app.start()
+    assert app.engine is not None and app.grpc is not None
+    channel = grpc.aio.insecure_channel(f"{settings.host}:{app.grpc.port}")
+    watch = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+    )
+    try:
+        assert (await watch.read()).status == SERVING
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("simulated bookkeeping bug")
+
+        monkeypatch.setattr(app.engine._scheduler, "tokenized", broken)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(text="x"), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert (ERROR_METADATA_KEY, "ModelFailure") in tuple(info.value.trailing_metadata() or ())
+        async with asyncio.timeout(10):
+            assert (await watch.read()).status == NOT_SERVING
+            await app.stopped.wait()
+    finally:
+        watch.cancel()
+        await channel.close()
+    assert app.exit_code == 1
+    assert not app.engine.ready
+
+
+def test_the_process_exit_code_is_the_apps(monkeypatch: pytest.MonkeyPatch):
+    """``python -m solution.server`` exits 1 after an engine failure (a restart is wanted)."""
+    from solution.server import __main__ as entry
+    from solution.server import app as app_module
+
+    class FailedApp:
+        def __init__(self, settings: config.Settings):
+            self.exit_code = 1
+
+        async def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(app_module, "App", FailedApp)
+    assert entry.main(["--log-level", "ERROR"]) == 1
