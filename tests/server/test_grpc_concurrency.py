@@ -30,6 +30,7 @@ from solution.server.engine import Engine, Prediction
 from solution.server.errors import Overloaded
 from solution.server.grpc_service import GrpcFrontend
 from tests.conftest import until
+from tests.live_server import free_port
 
 BURST = 2000  # between grpc's soft (1,000) and hard (3,000) default limits
 
@@ -50,7 +51,11 @@ class ServerThread:
 
     def __init__(self, settings: config.Settings):
         self.loop = uvloop.new_event_loop()
-        self.frontend = GrpcFrontend(cast(Engine, InstantEngine()), settings.replace(grpc_port=0))
+        # a port of its own, so that channelz can tell this server from the others in the process
+        self.port = free_port()
+        self.frontend = GrpcFrontend(
+            cast(Engine, InstantEngine()), settings.replace(grpc_port=self.port)
+        )
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.holding = threading.Event()
         self.released = threading.Event()
@@ -58,7 +63,7 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         self.thread.start()
         self.run(self.frontend.start())
-        self.server_id = newest_server_id()
+        self.server_id = channelz_server_id(self.port)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,9 +94,15 @@ class ServerThread:
         return int(server["data"].get("callsStarted", 0))
 
 
-def newest_server_id() -> int:
+def channelz_server_id(port: int) -> int:
+    """The channelz id of the server listening on ``port`` (its listener is named for it)."""
     servers = json.loads(cygrpc.channelz_get_servers(0))["server"]
-    return max(int(s["ref"]["serverId"]) for s in servers)
+    (found,) = [
+        int(s["ref"]["serverId"])
+        for s in servers
+        if any(ls["name"].endswith(f":{port}") for ls in s.get("listenSocket", []))
+    ]
+    return found
 
 
 @pytest.fixture
@@ -106,7 +117,7 @@ CONNECTIONS = 8  # the burst comes from several clients: one alone is held to it
 @pytest.fixture
 async def stubs(server: ServerThread) -> AsyncIterator[list[Any]]:
     """Stubs on their own connections (a light client's is the last)."""
-    target = f"127.0.0.1:{server.frontend.port}"
+    target = f"127.0.0.1:{server.port}"
     own = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
     channels = [grpc.aio.insecure_channel(target, options=own) for _ in range(CONNECTIONS + 1)]
     stubs = [pb_grpc.ClassifierStub(ch) for ch in channels]
