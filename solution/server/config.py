@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -151,11 +152,26 @@ def range_problems(settings: Settings) -> list[str]:
     return problems
 
 
+# What Kubernetes injects for every Service of the namespace (docker-link style): a Service named
+# "cls-..." gives CLS_..._SERVICE_HOST=10.0.0.1, CLS_..._PORT=tcp://10.0.0.1:8000 and the like. The
+# chart turns service links off, but a pod spec written by hand may not: these are never typos.
+_SERVICE_LINK = re.compile(r"_SERVICE_HOST$|_SERVICE_PORT(_\w+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_\w+)?$")
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://")
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """``CLS_*`` variables that name no setting: a typo would otherwise be silently ignored."""
     known = [env_name(f.name) for f in fields(Settings)]
     problems = []
-    for name in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known):
+    candidates = (
+        k
+        for k in environ
+        if k.startswith(ENV_PREFIX)
+        and k not in known
+        and not _SERVICE_LINK.search(k)
+        and not _SERVICE_LINK_VALUE.match(environ[k])
+    )
+    for name in sorted(candidates):
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]}?" if close else "--help lists the settings"
         problems.append(f"{name} is not a setting: {hint}")

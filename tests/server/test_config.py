@@ -91,6 +91,24 @@ def test_an_unknown_variable_is_refused_naming_the_closest_setting():
     config.load([], environ={"OTHER_MAX_BATCH_TXTS": "5"})  # only the CLS_ prefix is ours
 
 
+def test_kubernetes_service_links_are_not_mistaken_for_typos():
+    """A Service named "cls-api" in the namespace injects these into every pod."""
+    config.load(
+        [],
+        environ={
+            "CLS_API_SERVICE_HOST": "10.0.0.11",
+            "CLS_API_SERVICE_PORT": "8000",
+            "CLS_API_SERVICE_PORT_HTTP": "8000",
+            "CLS_API_PORT": "tcp://10.0.0.11:8000",
+            "CLS_API_PORT_8000_TCP": "tcp://10.0.0.11:8000",
+            "CLS_API_PORT_8000_TCP_PROTO": "tcp",
+            "CLS_API_PORT_8000_TCP_ADDR": "10.0.0.11",
+        },
+    )
+    with pytest.raises(ValueError, match="CLS_HTTP_PROT"):
+        config.load([], environ={"CLS_HTTP_PROT": "8000"})  # a typo is still one
+
+
 def test_log_level_must_be_a_logging_level():
     with pytest.raises(ValueError, match="CLS_LOG_LEVEL='LOUD'"):
         config.load([], environ={"CLS_LOG_LEVEL": "LOUD"})
