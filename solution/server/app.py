@@ -65,7 +65,14 @@ def build_engine(settings: Settings) -> Engine:
             "families": [f.name for f in families],
         },
     )
-    return Engine(models, families, device, limits)
+    engine = Engine(models, families, device, limits)
+    graphs = engine.runner.prepare(
+        settings.cuda_graphs,
+        max_rows=limits.max_batch_texts,
+        max_length=max(f.max_tokens for f in families),
+    )
+    log.info("cuda graphs", extra={"graphs": graphs})  # what was captured, in what time and memory
+    return engine
 
 
 class App:

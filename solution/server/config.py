@@ -50,6 +50,7 @@ class Settings:
     device: str = _f("auto", "auto | cpu | cuda (auto picks cuda when available)")
     dtype: str = _f("auto", "auto | fp32 | fp16 | bf16 (auto: fp16 on cuda, fp32 on cpu)")
     torch_threads: int = _f(0, "intra-op threads on cpu; 0 = all cores")
+    cuda_graphs: str = _f("auto", "auto | on | off: CUDA graphs per shape bucket (auto: on cuda)")
 
     # --- batching ---
     max_batch_texts: int = _f(128, "most texts one batch may hold")
@@ -82,6 +83,8 @@ class Settings:
             problems.append(f"CLS_DEVICE={self.device!r}: use auto, cpu or cuda")
         if self.dtype not in ("auto", "fp32", "fp16", "bf16"):
             problems.append(f"CLS_DTYPE={self.dtype!r}: use auto, fp32, fp16 or bf16")
+        if self.cuda_graphs not in ("auto", "on", "off"):
+            problems.append(f"CLS_CUDA_GRAPHS={self.cuda_graphs!r}: use auto, on or off")
         if not (self.enable_http or self.enable_grpc):
             problems.append("CLS_ENABLE_HTTP and CLS_ENABLE_GRPC are both off: nothing to serve")
         if self.log_level.upper() not in LOG_LEVELS:

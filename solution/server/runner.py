@@ -1,27 +1,51 @@
-"""Run the models on one prepared batch and return top-1 label index and score per model per text.
+"""Run the models on one prepared batch and return every model's logits for every text.
 
-On CUDA every model has its own stream: a batch's launches for all models are issued back to back
-before any synchronisation, so small batches overlap on the GPU; the top-1 reduction happens on the
-device and the batch's results come to the host in one copy. On the CPU the same code runs the
-models in turn, each forward using all intra-op threads.
+On CUDA every model has its own stream: a batch's inputs go to the device in one copy from a
+reused pinned buffer, the launches for all models are issued back to back before any
+synchronisation (so small batches overlap on the GPU), calls that fit a captured shape replay a
+CUDA graph (``graphs.py``, ``buckets.py``), and the batch's logits come back in its one
+device-to-host copy, the only point where the host waits. Softmax and top-1 are the caller's, on
+the host. On the CPU the same code runs the models in turn, each forward using all intra-op
+threads (``streams.Sequential``).
+
+The attention mask goes in as a 4D boolean ``(B, 1, 1, L)``: transformers returns such a mask
+unchanged (``masking_utils._preprocess_mask_arguments``), where a 2D one costs a host sync per
+forward (``_ignore_bidirectional_mask_sdpa`` evaluates ``padding_mask.all()``) and cannot be
+captured in a graph.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from . import buckets
+from .buckets import BucketGrid, Shape
+from .graphs import (
+    CAPTURE_MEMORY_FRACTION,
+    CAPTURE_TIME_BUDGET_S,
+    Capture,
+    CapturedForward,
+    capture_all,
+    capture_cuda,
+    forward,
+)
 from .models import LoadedModel
+from .streams import CudaStreams, Sequential
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+GRAPH_MODES = ("auto", "on", "off")
 
 
 class HeapTrimmer:
@@ -75,7 +99,52 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
         raise ValueError("CLS_DTYPE=fp16 is slow and imprecise on cpu; use fp32 or bf16")
     if device.type == "cpu" and name == "bf16" and not cpu_has_native_bf16():
         raise ValueError("CLS_DTYPE=bf16 needs a cpu with avx512_bf16 or amx; use fp32")
+    if device.type == "cuda" and name == "bf16":
+        # bf16 tensor cores start with compute capability 8.0 (Ampere); before that (a T4 is
+        # 7.5) torch emulates bf16, far slower than fp16 on the same card.
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            raise ValueError(
+                f"CLS_DTYPE=bf16 needs a GPU with bf16 (compute capability 8.0 or later); "
+                f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp16 or auto"
+            )
     return DTYPES[name]
+
+
+# Errors after which the CUDA context is unusable: every later call on it fails too, so retrying
+# (or splitting the batch) only repeats the failure. Messages as the CUDA runtime words them.
+_STICKY_ERRORS = (
+    "device-side assert",
+    "illegal memory access",
+    "illegal instruction",
+    "misaligned address",
+    "unspecified launch failure",
+    "launch timed out",
+    "uncorrectable ecc error",
+    "hardware stack error",
+    "cublas_status_execution_failed",
+)
+
+
+def is_fatal_device_error(exc: BaseException) -> bool:
+    """True when ``exc`` means the process's CUDA context is lost (device-side assert, illegal
+    memory access, ...): only a restart helps. An out-of-memory error is not: freeing memory and
+    retrying smaller works. ``torch.AcceleratorError`` (torch 2.8+) is how CUDA runtime errors reach
+    Python; causes and contexts are looked through, as a caller may have wrapped the error."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if isinstance(current, accelerator_error) and "out of memory" not in text:
+            return True
+        if isinstance(current, RuntimeError) and any(s in text for s in _STICKY_ERRORS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass
@@ -89,110 +158,167 @@ class ForwardCall:
 
 @dataclass
 class FamilyWork:
-    members: list[int]  # model indices sharing this tokenization
+    """Calls that ``members`` (model indices sharing this tokenization) all run. A batch may hold
+    several for one family, with different member subsets."""
+
+    members: list[int]
     calls: list[ForwardCall]
 
 
 @dataclass
 class RunOutput:
-    """One batch's results, on the host."""
+    """One batch's results."""
 
-    logits: np.ndarray  # (models, rows, max labels) float32; columns past a model's labels are 0
-    gpu_seconds: list[float]  # per model: stream time on cuda (overlapping), wall time on cpu
-    wall_s: float  # the whole run, first launch to the host copy
+    logits: np.ndarray  # (models, rows, max_labels) float32; 0 past a model's labels, 0 if not run
+    gpu_seconds: list[float]  # per model; GPU time on cuda (streams overlap: may sum past wall_s)
+    wall_s: float  # the batch, host clock, from the first enqueue to the results on the host
+    num_labels: tuple[int, ...] = ()  # per model: how many columns of ``logits`` are real
+    enqueue_s: float = 0.0  # host time until every launch was issued (launch-bound if ~wall_s)
 
 
-def is_fatal_device_error(exc: BaseException) -> bool:
-    """An error after which the device context cannot be trusted (a device-side assert, an
-    illegal memory access): every later CUDA call fails too, so retrying only multiplies errors.
-    Out-of-memory is not one of them: it is recoverable by splitting the batch."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return False
-    accelerator_error = getattr(torch, "AcceleratorError", None)
-    if accelerator_error is not None and isinstance(exc, accelerator_error):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "device-side assert" in text or "illegal memory access" in text
-    )
+def uses_sdpa(model: torch.nn.Module) -> bool:
+    """A boolean 4D mask is right only for SDPA; eager attention would add it to the scores."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
 
 
 class Runner:
-    def __init__(self, models: Sequence[LoadedModel], device: torch.device):
+    def __init__(
+        self, models: Sequence[LoadedModel], device: torch.device, ops: Sequential | None = None
+    ):
         self.models = list(models)
         self.device = device
-        self.streams: list[torch.cuda.Stream | None] = [
-            torch.cuda.Stream(device) if device.type == "cuda" else None for _ in self.models
-        ]
+        self.ops = ops if ops is not None else _default_ops(device)
+        self.streams: list[Any] = [self.ops.new_stream() for _ in self.models]
+        configs: list[Any] = [m.model.config for m in self.models]
+        self.num_labels = tuple(int(c.num_labels) for c in configs)
+        self.max_labels = max(self.num_labels)
+        # Values for the bucket's padding; right padding keeps them out of the real rows' results.
+        self.pad_ids = [int(getattr(c, "pad_token_id", 0) or 0) for c in configs]
+        self.boolean_mask = [uses_sdpa(m.model) for m in self.models]
+        self.grid = BucketGrid()
+        self.graphs: list[dict[Shape, CapturedForward]] = [{} for _ in self.models]
+        self.shapes: list[Shape] = []  # captured for every model
+        self.use_graphs = True  # gpu_check compares the two paths on one runner
+
+    # ---- start-up -------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        mode: str,
+        *,
+        max_rows: int,
+        max_length: int,
+        grid: BucketGrid | None = None,
+        time_budget_s: float = CAPTURE_TIME_BUDGET_S,
+        memory_fraction: float = CAPTURE_MEMORY_FRACTION,
+        capture: Capture | None = None,
+    ) -> dict[str, Any]:
+        """Capture the CUDA graphs (``CLS_CUDA_GRAPHS``: auto, on, off) for calls of up to
+        ``max_rows x max_length``; returns what to log. ``auto`` runs eager where graphs cannot
+        be had (no CUDA device, a model without SDPA, a failed capture); ``on`` raises instead.
+        ``capture`` replaces the CUDA capture (``graphs.capture_eager`` runs the graph path on
+        the CPU)."""
+        if mode not in GRAPH_MODES:
+            raise ValueError(f"CLS_CUDA_GRAPHS={mode!r}: use auto, on or off")
+        self.grid = grid or self.grid
+        self.graphs, self.shapes = [{} for _ in self.models], []
+        if mode == "off":
+            return {"mode": mode, "graphs_per_model": 0}
+        cuda = capture is None
+        reason = ""
+        if cuda and self.device.type != "cuda":
+            reason = "no CUDA device"
+        elif not all(self.boolean_mask):
+            reason = "not every model uses SDPA attention"
+        if reason:
+            if mode == "on":
+                raise ValueError(f"CLS_CUDA_GRAPHS=on, but {reason}: use auto or off")
+            return {"mode": mode, "graphs_per_model": 0, "reason": reason}
+        budget = int(memory_fraction * torch.cuda.mem_get_info(self.device)[0]) if cuda else 0
+        try:
+            graphs, report = capture_all(
+                [m.model for m in self.models],
+                self.streams,
+                self.grid.shapes(max_rows, max_length),
+                capture or capture_cuda,
+                time_budget_s,
+                budget,
+            )
+        except Exception as exc:
+            if mode == "on" or is_fatal_device_error(exc):
+                raise
+            log.warning("cuda graph capture failed; running eager", extra={"error": repr(exc)})
+            return {"mode": mode, "graphs_per_model": 0, "reason": f"capture failed: {exc!r}"}
+        self.graphs, self.shapes = graphs, report.shapes
+        return {"mode": mode, **report.public()}
+
+    # ---- one batch ----------------------------------------------------------------------------
 
     def run(self, work: Sequence[FamilyWork], n_rows: int) -> RunOutput:
-        """Every model's logits for the batch's rows, in one device-to-host copy."""
-        started = time.perf_counter()
-        width = max(len(m.labels) for m in self.models)
-        out = torch.zeros(
-            (len(self.models), n_rows, width), dtype=torch.float32, device=self.device
-        )
-        timers = [_Timer(s) for s in self.streams]
+        start = time.perf_counter()
+        ops, streams = self.ops, self.streams
+        timers = [ops.timer(s) for s in streams]
         with torch.inference_mode():
-            main = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
-            for family in work:
-                for call in family.calls:
-                    ids = call.input_ids.to(self.device, non_blocking=True)
-                    mask = call.attention_mask.to(self.device, non_blocking=True)
-                    rows = torch.tensor(call.rows, device=self.device)
-                    for m in family.members:
-                        with timers[m], self._on_stream(m, main, ids, mask, rows):
-                            logits = self.models[m].model(input_ids=ids, attention_mask=mask).logits
-                            out[m, :, : logits.shape[1]].index_copy_(0, rows, logits.float())
-            if main is not None:
-                for stream in self.streams:
-                    assert stream is not None
-                    main.wait_stream(stream)
-            host = out.cpu().numpy()  # the batch's one device-to-host copy; synchronises
-        return RunOutput(host, [t.seconds() for t in timers], time.perf_counter() - started)
+            main = ops.current()
+            shape = (len(self.models), n_rows, self.max_labels)
+            out = torch.zeros(shape, dtype=torch.float32, device=self.device)
+            try:
+                staged = self._stage(work)
+                for stream in streams:
+                    ops.wait(stream, main)  # the inputs were copied, `out` zeroed, on main
+                for family, calls in zip(work, staged, strict=True):
+                    for ids, mask, rows, bucket in calls:
+                        for m in family.members:
+                            with ops.use(streams[m]), timers[m]:
+                                for t in (ids, mask, rows):
+                                    ops.keep(t, streams[m])
+                                logits = self._forward(m, ids, mask, bucket)
+                                view = out[m, :, : self.num_labels[m]]
+                                view.index_copy_(0, rows, logits[: rows.shape[0]])
+            finally:
+                # Also when a model raised: work already queued on the other streams still writes
+                # into `out` and reads the inputs; main waits for it before anything of this batch
+                # is freed, so a retry's allocations cannot receive memory still being written.
+                for stream in streams:
+                    ops.wait(main, stream)
+            enqueue_s = time.perf_counter() - start
+            host = ops.download(out)
+        seconds = [t.seconds() for t in timers]
+        wall_s = time.perf_counter() - start
+        return RunOutput(host, seconds, wall_s, self.num_labels, enqueue_s)
 
-    @contextlib.contextmanager
-    def _on_stream(
-        self, m: int, main: torch.cuda.Stream | None, *tensors: torch.Tensor
-    ) -> Iterator[None]:
-        stream = self.streams[m]
-        if stream is None or main is None:
-            yield
-            return
-        stream.wait_stream(main)  # inputs were copied on the main stream
-        for t in tensors:  # keep the allocator from reusing them before this stream is done
-            t.record_stream(stream)
-        with torch.cuda.stream(stream):
-            yield
+    def _stage(
+        self, work: Sequence[FamilyWork]
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, Shape | None]]]:
+        """Every call's ids, boolean mask and rows, bucket-padded where a graph will run it,
+        uploaded in one copy. Per family, per call: (ids, mask, rows, bucket or None)."""
+        arrays: list[np.ndarray] = []
+        chosen: list[list[Shape | None]] = []
+        for family in work:
+            pad_id = self.pad_ids[family.members[0]]
+            chosen.append([])
+            for call in family.calls:
+                ids = np.asarray(call.input_ids, dtype=np.int64)
+                mask = np.asarray(call.attention_mask) != 0
+                bucket = None
+                if self.use_graphs and self.shapes:
+                    rows, length = ids.shape
+                    bucket = buckets.choose(rows, length, self.shapes, self.grid)
+                if bucket is not None:
+                    ids, mask = buckets.pad_call(ids, mask, bucket, pad_id)
+                arrays += [ids, mask, np.asarray(call.rows, dtype=np.int64)]
+                chosen[-1].append(bucket)
+        tensors = iter(self.ops.upload(arrays))
+        return [[(next(tensors), next(tensors), next(tensors), b) for b in fam] for fam in chosen]
+
+    def _forward(
+        self, m: int, ids: torch.Tensor, mask: torch.Tensor, bucket: Shape | None
+    ) -> torch.Tensor:
+        if bucket is not None:
+            return self.graphs[m][bucket](ids, mask)
+        mask = mask[:, None, None, :] if self.boolean_mask[m] else mask
+        return forward(self.models[m].model, ids, mask)
 
 
-class _Timer:
-    """Accumulated time of one model: wall time on cpu, stream events on cuda."""
-
-    def __init__(self, stream: torch.cuda.Stream | None):
-        self.stream = stream
-        self.total = 0.0
-        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-        self._start: float | torch.cuda.Event = 0.0
-
-    def __enter__(self) -> None:
-        if self.stream is None:
-            self._start = time.perf_counter()
-        else:
-            start = torch.cuda.Event(enable_timing=True)
-            start.record(self.stream)
-            self._start = start
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is None:
-            assert isinstance(self._start, float)
-            self.total += time.perf_counter() - self._start
-        else:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record(self.stream)
-            assert isinstance(self._start, torch.cuda.Event)
-            self.events.append((self._start, end))
-
-    def seconds(self) -> float:
-        """Call after the batch's synchronisation."""
-        return self.total + sum(s.elapsed_time(e) for s, e in self.events) / 1000.0
+def _default_ops(device: torch.device) -> Sequential:
+    return CudaStreams(device) if device.type == "cuda" else Sequential()

@@ -23,6 +23,7 @@ def test_defaults_env_and_flags_in_that_order():
         ({"CLS_ENABLE_HTTP": "0", "CLS_ENABLE_GRPC": "0"}, "nothing to serve"),
         ({"CLS_MODEL_CONFIG": "/nonexistent.json"}, "CLS_MODEL_CONFIG"),
         ({"CLS_QUEUE_TEXTS": "0"}, "CLS_QUEUE_TEXTS"),
+        ({"CLS_CUDA_GRAPHS": "sometimes"}, "CLS_CUDA_GRAPHS"),
     ],
 )
 def test_invalid_settings_name_what_to_change(env, message):
