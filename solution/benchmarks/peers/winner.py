@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-
-from .asgi import make_app, serve
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MAX_WAIT_S = 0.010
@@ -64,7 +63,7 @@ class ModelWorker:
         m = self.loaded
         encoded = m.tokenizer(
             texts, padding=True, truncation=True, max_length=m.max_tokens, return_tensors="pt"
-        )
+        ).to(next(m.model.parameters()).device)
         with torch.inference_mode():
             logits = m.model(**encoded).logits
             scores, indices = logits.float().softmax(-1).max(-1)
@@ -72,6 +71,28 @@ class ModelWorker:
             {"score": float(s), "label": m.labels[int(i)]}
             for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
+
+
+def make_classify(models: list[Any]) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """text -> the five-key result; the queues and workers start on the first call's loop. Also
+    driven in-process (no HTTP) by gpu_check, on a GPU machine that has no uvicorn."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+    workers = [ModelWorker(m, executor) for m in models]
+    started: list[asyncio.Task[None]] = []
+
+    async def classify(text: str) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        if not started:  # the queues and workers belong to the running loop
+            started.extend(loop.create_task(w.run()) for w in workers)
+        futures = []
+        for worker in workers:
+            future: asyncio.Future[dict[str, Any]] = loop.create_future()
+            worker.queue.put_nowait((text, future))
+            futures.append(future)
+        results = await asyncio.gather(*futures)
+        return {m.key: r for m, r in zip(models, results, strict=True)}
+
+    return classify
 
 
 def main() -> None:
@@ -85,25 +106,11 @@ def main() -> None:
     from solution.server.config import DEFAULT_MODEL_CONFIG
     from solution.server.models import load_model_specs, load_models
 
+    from .asgi import make_app, serve  # orjson and uvicorn: only for serving over HTTP
+
     specs = load_model_specs(DEFAULT_MODEL_CONFIG, args.models_dir)
     models = load_models(specs, torch.device("cpu"), DTYPES[args.dtype], 512)
-    executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
-    workers = [ModelWorker(m, executor) for m in models]
-    started: list[asyncio.Task[None]] = []
-
-    async def classify(text: str) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        if not started:  # the queues and workers belong to uvicorn's running loop
-            started.extend(loop.create_task(w.run()) for w in workers)
-        futures = []
-        for worker in workers:
-            future: asyncio.Future[dict[str, Any]] = loop.create_future()
-            worker.queue.put_nowait((text, future))
-            futures.append(future)
-        results = await asyncio.gather(*futures)
-        return {m.key: r for m, r in zip(models, results, strict=True)}
-
-    serve(make_app(classify), args.host, args.port)
+    serve(make_app(make_classify(models)), args.host, args.port)
 
 
 if __name__ == "__main__":
