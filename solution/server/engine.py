@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import batching, scoring
+from . import planning, scoring
 from .errors import DeadlineExceeded, ModelFailure, NotReady, Overloaded, ServiceError, ShuttingDown
 from .families import Family
 from .models import LoadedModel
-from .runner import FamilyWork, ForwardCall, HeapTrimmer, Runner, is_fatal_device_error
+from .runner import HeapTrimmer, Runner, is_fatal_device_error
 from .scheduler import Batch, BatchingLimits, Lane, Outcome, Request, Scheduler
 
 __all__ = ["BatchReport", "BatchingLimits", "Engine", "Prediction", "Result"]
@@ -402,8 +402,14 @@ class Engine:
         text that fails alone gets an error. A device error that poisons the context is not
         retried: it propagates to the supervisor."""
         try:
-            work, calls, positions = self._plan(batch, rows)
-            out = self.runner.run(work, len(rows))
+            plan = planning.plan(
+                batch.ids,
+                self.families,
+                rows,
+                self.limits.micro_batch_tokens,
+                self.limits.max_batch_texts,
+            )
+            out = self.runner.run(plan.work, len(rows))
         except Exception as exc:
             if is_fatal_device_error(exc):
                 raise
@@ -415,27 +421,8 @@ class Engine:
                 return _Computed({rows[0]: failure}, [0.0] * len(self.models))
             half = len(rows) // 2
             return self._compute_rows(batch, rows[:half]) + self._compute_rows(batch, rows[half:])
-        return _Computed(self._merge(out.logits, rows), out.gpu_seconds, calls, positions)
-
-    def _plan(
-        self, batch: Batch, rows: list[int]
-    ) -> tuple[list[FamilyWork], int, dict[str, tuple[int, int]]]:
-        """Forward calls per family for the given rows (the runner's rows are 0..len(rows)-1),
-        with the real and computed token positions per family."""
-        work = []
-        n_calls = 0
-        positions: dict[str, tuple[int, int]] = {}
-        for f, family in enumerate(self.families):
-            seqs = [batch.ids[f][r] for r in rows]
-            lengths = [len(s) for s in seqs]
-            groups = batching.plan_micro_batches(
-                lengths, self.limits.micro_batch_tokens, self.limits.max_batch_texts
-            )
-            calls = [_forward_call(seqs, group, family.pad_id) for group in groups]
-            n_calls += len(calls)
-            positions[family.name] = batching.positions(lengths, groups)
-            work.append(FamilyWork(family.members, calls))
-        return work, n_calls, positions
+        results = self._merge(out.logits, rows)
+        return _Computed(results, out.gpu_seconds, plan.calls, plan.positions)
 
     def _merge(self, logits: np.ndarray, rows: list[int]) -> dict[int, Result | ServiceError]:
         """Per text, one dict in the configured key order (scores vectorised per model)."""
@@ -476,13 +463,3 @@ class Engine:
     def _check_idle(self) -> None:
         if self.idle:
             self._idle.set()
-
-
-def _forward_call(seqs: list[list[int]], group: list[int], pad_id: int) -> ForwardCall:
-    longest = max(len(seqs[i]) for i in group)
-    ids = np.full((len(group), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(group), longest), dtype=np.int64)
-    for j, i in enumerate(group):
-        ids[j, : len(seqs[i])] = seqs[i]
-        mask[j, : len(seqs[i])] = 1
-    return ForwardCall(group, torch.from_numpy(ids), torch.from_numpy(mask))
