@@ -56,7 +56,11 @@ class Settings:
     max_header_bytes: int = _f(16 << 10, "largest request line + headers (431 beyond)")
     max_texts_per_request: int = _f(256, "longest JSON array accepted by /process")
     keep_alive_timeout_s: float = _f(15.0, "idle keep-alive connections close after this")
-    header_timeout_s: float = _f(10.0, "a request's headers must arrive within this (slowloris)")
+    header_timeout_s: float = _f(10.0, "a request's line and headers must arrive within this")
+    body_timeout_s: float = _f(10.0, "longest pause between two parts of a request body (408)")
+    request_timeout_s: float = _f(
+        0.0, "deadline of an HTTP request (504 once past); Request-Timeout may ask less; 0 = none"
+    )
     max_connections: int = _f(4096, "open HTTP connections; more are answered 503 and closed")
     max_pipelined: int = _f(64, "requests in flight per connection before reading pauses")
 
@@ -98,6 +102,8 @@ class Settings:
             "max_wait_ms",
             "keep_alive_timeout_s",
             "header_timeout_s",
+            "body_timeout_s",
+            "request_timeout_s",
             "shutdown_grace_s",
             "torch_threads",
         ):
