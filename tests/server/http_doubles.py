@@ -168,6 +168,7 @@ def parse_responses(data: bytes, heads: tuple[bool, ...] = ()) -> Wire:
         if end < 0:
             break
         head = data[i:end]
+        assert head.startswith(b"HTTP/1.1 "), f"not a status line at byte {i}: {head[:60]!r}"
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         headers = {}
