@@ -17,7 +17,7 @@ import pytest
 from solution.server import config, http
 from solution.server.http import Request, Response
 from solution.server.routes import Routes
-from tests.conftest import ComputeGate, engine_queue_length, until
+from tests.conftest import ComputeGate, until
 from tests.server.http_doubles import parse_responses
 
 
@@ -140,29 +140,30 @@ async def test_drain_under_keep_alive_load_answers_every_request_it_received():
 
 async def test_a_client_that_resets_before_its_batch_costs_no_compute(engine):
     """The connection lost cancels the request; the engine drops its text before compute.
-    (A client that only half-closes is answered: see the test above.)"""
+    (A client that only half-closes is answered: see the tests above.)"""
     from solution.server.engine import BatchReport
 
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)
+    gone_before = engine.dropped_texts["client_gone"]
     try:
         async with serving(Routes(engine, 4)) as (port, _, seen):
             with ComputeGate(engine) as gate:
                 busy, ahead = await gate.fill_pipeline()
                 sock = socket.create_connection(("127.0.0.1", port))
                 sock.sendall(post("/process", b'"the client leaves"'))
-                await until(lambda: engine_queue_length(engine) == 2)
+                await until(lambda: engine.waiting_texts == 2)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()  # RST
-                await until(lambda: engine._queue[1].request.cancelled)
+                await until(lambda: engine.waiting_texts == 1)  # left the queue at once
                 gate.release()
                 await asyncio.wait_for(asyncio.gather(busy, ahead), 10)
-                await until(lambda: engine.queued_texts == 0)
+                await until(lambda: engine.idle)
             assert seen == [("/process", 499)]
     finally:
         engine.observers.remove(reports.append)
     assert sum(r.texts for r in reports) == 2
-    assert sum(r.dropped_texts for r in reports) == 1
+    assert engine.dropped_texts["client_gone"] - gone_before == 1
 
 
 @pytest.mark.parametrize("env", [{"CLS_MAX_CONNECTIONS": "2"}])
