@@ -169,7 +169,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._add_error(event)
             elif not self.pipeline:  # 100 Continue; behind others it would take their slot
                 self.transport.write(CONTINUE)
-        self._watch(now)
+        if not self.pipeline or self.reader.phase is not Phase.IDLE:
+            self._watch(now)  # (else: the handlers are working; nothing of the client's to time)
 
     def eof_received(self) -> bool:
         """The client closed its side. Complete requests are still answered (nc -N, HTTP/1.0
@@ -206,7 +207,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _add_request(self, request: Request, now: float) -> None:
         self.pipeline.add(Exchange(request, now, request.keep_alive))
-        self._start_ready()
+        exchange = self.pipeline.next_to_start()  # only the new one can have become startable
+        if exchange is not None:
+            exchange.task = self.loop.create_task(self._run(exchange))
         if len(self.pipeline) >= self.settings.max_pipelined:
             self.flow.pause(PIPELINE)
 
@@ -219,8 +222,7 @@ class HttpProtocol(asyncio.Protocol):
             exchange.task = self.loop.create_task(self._run(exchange))
 
     async def _run(self, exchange: Exchange) -> None:
-        request = exchange.info
-        assert isinstance(request, Request)
+        request = cast(Request, exchange.info)  # only requests are started, never refusals
         try:
             response = await self.state.handler(request)
         except asyncio.CancelledError:
@@ -243,16 +245,24 @@ class HttpProtocol(asyncio.Protocol):
             )
             keep_alive = exchange.keep_alive and not last
             self.transport.write(encode_response(response, keep_alive, exchange.head_only))
-            self._report(exchange.info, exchange.received, response.status)
+            if self.state.on_response is not None or self.settings.access_log:
+                self._report(exchange.info, exchange.received, response.status)
             if not keep_alive:
                 self._finish()
                 return
-        self._start_ready()
-        if len(pipeline) < self.settings.max_pipelined and self.flow.resume(PIPELINE):
+        if len(pipeline) > pipeline.started:
+            self._start_ready()
+        if (
+            self.flow.paused
+            and len(pipeline) < self.settings.max_pipelined
+            and self.flow.resume(PIPELINE)
+        ):
             self._resumed()
         if not pipeline:
             self.idle_since = now = self.clock()
-            self._watch(now)
+            # usually the timer is armed earlier already (it re-arms itself when it fires early)
+            if self.draining or now + self.settings.keep_alive_timeout_s < self.timer_due:
+                self._watch(now)
 
     def _report(self, info: Request | RequestHead, received: float, status: int) -> None:
         observe = self.state.on_response

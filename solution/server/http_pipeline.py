@@ -38,7 +38,7 @@ class ResponsePipeline:
     def __init__(self, limit: int):
         self.limit = limit
         self._queue: deque[Exchange] = deque()
-        self._started = 0  # how many at the front have been started (or needed no start)
+        self.started = 0  # how many at the front have been started (or needed no start)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -49,9 +49,9 @@ class ResponsePipeline:
     def next_to_start(self) -> Exchange | None:
         """The next exchange to hand to the handler, if the limit allows one."""
         queue = self._queue
-        while self._started < len(queue) and self._started < self.limit:
-            exchange = queue[self._started]
-            self._started += 1
+        while self.started < len(queue) and self.started < self.limit:
+            exchange = queue[self.started]
+            self.started += 1
             if exchange.response is None:
                 return exchange
         return None
@@ -61,13 +61,13 @@ class ResponsePipeline:
         queue = self._queue
         if not queue or queue[0].response is None:
             return None
-        if self._started:
-            self._started -= 1
+        if self.started:
+            self.started -= 1
         return queue.popleft()
 
     def abandon(self) -> list[Exchange]:
         """Everything not yet answered, in order; the pipeline is empty afterwards."""
         left = list(self._queue)
         self._queue.clear()
-        self._started = 0
+        self.started = 0
         return left

@@ -182,7 +182,9 @@ class RequestReader:
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._header_bytes > self._settings.max_header_bytes:
+            raise self._too_large_head()
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -252,7 +254,9 @@ class RequestReader:
             self._check_codings(codings, version)
         if length > self._settings.max_body_bytes:
             raise _Refusal(413, f"body larger than {self._settings.max_body_bytes} bytes")
-        self._timeout_s = self._timeout_of(timeouts)
+        self._timeout_s = (
+            self._timeout_of(timeouts) if timeouts else self._settings.request_timeout_s or None
+        )
         return expect and version == "1.1" and (length > 0 or bool(codings))
 
     def _check_codings(self, codings: list[bytes], version: str) -> None:
@@ -268,8 +272,6 @@ class RequestReader:
     def _timeout_of(self, values: list[bytes]) -> float | None:
         """The request's time budget: Request-Timeout, capped by the server's default."""
         default = self._settings.request_timeout_s or None
-        if not values:
-            return default
         if len(values) > 1:
             raise _Refusal(400, "more than one Request-Timeout header")
         if not _SECONDS.fullmatch(values[0]) or float(values[0]) == 0:
