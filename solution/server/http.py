@@ -325,19 +325,24 @@ class HttpProtocol(asyncio.Protocol):
 
     def _deadline(self) -> float | None:
         """When the connection's state runs out of time; None while the wait is the server's
-        (handlers running, reading paused) or nothing is left to wait for."""
-        if self.closing or self.flow.paused:
+        (handlers running, reading paused by us) or nothing is left to wait for."""
+        if self.closing:
             return None
         phase = self.reader.phase
-        if phase is Phase.HEAD:
-            return self.reader.started + self.settings.header_timeout_s
-        if phase is Phase.BODY:
-            return self.reader.progress + self.settings.body_timeout_s
-        if phase is Phase.IDLE and not self.pipeline:
+        if phase is Phase.IDLE:
+            if self.pipeline:
+                return None
+            # also while writing is paused: a client that neither reads nor sends is idle
             idle_until = self.idle_since + self.settings.keep_alive_timeout_s
             if self.draining:
                 return min(idle_until, max(self.idle_since, self.drain_started) + DRAIN_IDLE_S)
             return idle_until
+        if self.flow.paused:
+            return None
+        if phase is Phase.HEAD:
+            return self.reader.started + self.settings.header_timeout_s
+        if phase is Phase.BODY:
+            return self.reader.progress + self.settings.body_timeout_s
         return None
 
     def _watch(self, now: float) -> None:
@@ -358,6 +363,8 @@ class HttpProtocol(asyncio.Protocol):
         now = self.clock()
         if now < due:
             self._watch(now)
+        elif self.reader.phase is Phase.IDLE and self.flow.paused:
+            self.transport.abort()  # its answers sit unread: a close would wait for them forever
         elif self.reader.phase is Phase.IDLE:
             self._close()
         elif (error := self.reader.expire()) is not None:

@@ -540,6 +540,16 @@ async def test_an_idle_connection_closes_after_the_keep_alive_timeout(rig):
     assert transport.closed and rig.statuses() == [200]
 
 
+async def test_a_client_that_reads_no_answers_and_sends_nothing_is_dropped_when_idle(rig):
+    protocol, transport = rig.connect()
+    protocol.data_received(get("/a"))
+    await rig.loop.settle()
+    protocol.pause_writing()  # its answer is still in the transport's buffer
+    rig.loop.advance(SETTINGS["keep_alive_timeout_s"])
+    await rig.loop.settle()
+    assert transport.aborted and rig.statuses() == [200]
+
+
 async def test_a_new_request_restarts_the_idle_clock(rig):
     protocol, transport = rig.connect()
     for _ in range(3):
