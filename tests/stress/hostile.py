@@ -281,7 +281,7 @@ GENERATORS: list[tuple[Callable[[random.Random], Case], float]] = [
     (strict_parsing, 0.03),
     (utf8_and_escapes, 0.02),
     (deadline_header, 0.02),
-    (deep_pipelining, 0.01),
+    (deep_pipelining, 0.003),  # each is up to 1,000 requests
 ]
 
 
