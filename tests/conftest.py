@@ -17,9 +17,11 @@ import uvloop
 from solution.server import config, http
 from solution.server.app import build_engine
 from solution.server.engine import BatchReport, Engine
+from solution.server.errors import ServiceError
 from solution.server.grpc_service import GrpcFrontend
 from solution.server.routes import Routes
 from solution.server.scheduler import State
+from solution.server.service import Observe, Service
 from tests.live_server import free_port
 
 
@@ -117,6 +119,24 @@ def entry_states(engine: Engine) -> list[State]:
 # ---- front-ends on the shared engine (gRPC and client tests) -----------------------------------
 
 
+def bound_service(engine: Any, max_texts: int = 256, observe: Observe | None = None) -> Service:
+    """The service both front-ends call, bound to ``engine`` (a real or a fake one)."""
+    service = Service(max_texts, observe)
+    service.bind(engine)
+    return service
+
+
+def service_errors() -> set[type[ServiceError]]:
+    """Every ``ServiceError`` subclass, however deep: what each front-end's table must map."""
+    found: set[type[ServiceError]] = set()
+    todo: list[type[ServiceError]] = [ServiceError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.add(sub)
+            todo.append(sub)
+    return found
+
+
 @dataclass
 class Frontends:
     http_target: str  # host:port
@@ -126,9 +146,13 @@ class Frontends:
 @pytest.fixture(scope="session")
 async def frontends(engine: Engine, settings: config.Settings) -> AsyncIterator[Frontends]:
     """HTTP and gRPC served from the shared engine in the test loop, as ``App.start`` wires them."""
-    state = http.ServerState(settings, Routes(engine, settings.max_texts_per_request))
+    state = http.ServerState(
+        settings, Routes(bound_service(engine, settings.max_texts_per_request))
+    )
     server = await http.serve(state, settings.host, 0)
-    grpc_frontend = GrpcFrontend(engine, settings.replace(grpc_port=0))
+    grpc_frontend = GrpcFrontend(
+        bound_service(engine, settings.max_texts_per_request), settings.replace(grpc_port=0)
+    )
     await grpc_frontend.start()
     await grpc_frontend.set_serving()
     http_port = server.sockets[0].getsockname()[1]

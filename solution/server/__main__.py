@@ -20,6 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 on a bad setting, 1 when start-up fails (one line on stderr says what to fix, the
+    JSON log keeps the details), 1 after an engine failure, else 0."""
     try:
         settings = config.load(argv)
     except ValueError as exc:
@@ -31,18 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     app = App(settings)
     try:
         uvloop.run(app.run())
-    except OSError as exc:
-        # from_pretrained without network, a missing folder, or a port already in use
-        log.error("start-up failed", extra={"error": str(exc)})
-        print(
-            f"\nstart-up failed: {exc}\n"
-            "If the models cannot be downloaded (no network), serve the offline stand-ins "
-            "instead: make demo",
-            file=sys.stderr,
-        )
-        return 1
-    except ValueError as exc:  # a bad model config or label override
-        log.error("start-up failed", extra={"error": str(exc)})
+    except (OSError, ValueError) as exc:
+        # a model that cannot be loaded (models.ModelLoadError, which names the fix), a bad model
+        # config or label override, a device or dtype this machine lacks, a port in use
+        message = " ".join(str(exc).split())
+        log.error("start-up failed", extra={"error": message})
+        print(f"start-up failed: {message}", file=sys.stderr)
         return 1
     return app.exit_code
 

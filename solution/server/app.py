@@ -25,6 +25,7 @@ from .metrics import Metrics
 from .models import load_model_specs, load_models
 from .routes import Routes
 from .runner import pick_device, pick_dtype
+from .service import Service
 from .standins.corpus import reference_texts
 
 log = logging.getLogger("solution.server")
@@ -79,13 +80,13 @@ class App:
         self.metrics = Metrics()
         self.exit_code = 0  # 1 once the engine has failed: the orchestrator should restart us
         self._failing: asyncio.Future[None] | None = None  # the shutdown an engine failure began
-        self._routes: set[str] = set()
+        # the one entry point of both front-ends; bound to the engine once the models load
+        self.service = Service(settings.max_texts_per_request, self.metrics.observe_request)
 
     def _observe_http(
         self, request: http.Request | http.RequestHead, status: int, seconds: float
     ) -> None:
-        route = request.path if request.path in self._routes else "other"  # bounded labels
-        self.metrics.observe_request("http", route, str(status), seconds)
+        self.service.observe("http", request.path, str(status), seconds)
 
     async def start(self) -> None:
         """Listen, load, warm up. Raises if the models cannot be loaded."""
@@ -93,21 +94,18 @@ class App:
         log.info("starting", extra={"http_port": s.http_port, "grpc_port": s.grpc_port})
         # Both front-ends listen before the models load: /health answers, /ready and gRPC health
         # say "not yet", and requests get 503 / UNAVAILABLE instead of connection refused.
-        routes = Routes(None, s.max_texts_per_request, self.metrics.render)
-        self._routes = set(routes.table)
+        routes = Routes(self.service, self.metrics.render)
         if s.enable_http:
             self.http_state = http.ServerState(s, routes, on_response=self._observe_http)
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
         if s.enable_grpc:
-            self.grpc = GrpcFrontend(None, s, on_response=self.metrics.observe_request)
+            self.grpc = GrpcFrontend(self.service, s)
             await self.grpc.start()  # health: NOT_SERVING
         self.engine = await asyncio.to_thread(build_engine, s)
         self.engine.on_fatal = self._engine_failed
         self.engine.start()
         self.metrics.attach(self.engine)
-        routes.engine = self.engine
-        if self.grpc is not None:
-            self.grpc.attach(self.engine)
+        self.service.bind(self.engine)
         await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
         if self.grpc is not None:
             await self.grpc.set_serving()
@@ -136,7 +134,7 @@ class App:
         for server in self.servers:
             server.close()
         if self.http_state is not None:
-            self.http_state.drain()  # idle connections close now, busy ones after their answers
+            self.http_state.drain()  # connections close after their last answer, between requests
         if self.grpc is not None:
             await self.grpc.drain()  # health: NOT_SERVING; the engine refuses new RPCs
         finished = True

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any, get_type_hints
 
 ENV_PREFIX = "CLS_"
 DEFAULT_MODEL_CONFIG = Path(__file__).with_name("models.json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _f(default: Any, why: str) -> Any:
@@ -33,6 +37,12 @@ class Settings:
     grpc_port: int = _f(50051, "gRPC port (classifier.v1.Classifier, health, reflection)")
     enable_http: bool = _f(True, "serve the HTTP front-end")
     enable_grpc: bool = _f(True, "serve the gRPC front-end")
+    grpc_max_streams_per_connection: int = _f(
+        256, "concurrent gRPC calls per connection (HTTP/2 streams); more wait in the client"
+    )
+    grpc_max_pending_rpcs: int = _f(
+        16384, "gRPC calls received but not yet taken by a handler; grpc cancels beyond it"
+    )
 
     # --- models ---
     model_config: str = _f(str(DEFAULT_MODEL_CONFIG), "JSON file listing the models to serve")
@@ -78,43 +88,18 @@ class Settings:
             problems.append(f"CLS_DTYPE={self.dtype!r}: use auto, fp32, fp16 or bf16")
         if not (self.enable_http or self.enable_grpc):
             problems.append("CLS_ENABLE_HTTP and CLS_ENABLE_GRPC are both off: nothing to serve")
-        for name in ("http_port", "grpc_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                problems.append(f"CLS_{name.upper()} must be 0..65535")
-        if not 1 <= self.max_text_tokens <= 512:
-            problems.append("CLS_MAX_TEXT_TOKENS must be 1..512 (the models' position limit)")
+        if self.log_level.upper() not in LOG_LEVELS:
+            problems.append(f"CLS_LOG_LEVEL={self.log_level!r}: use {', '.join(LOG_LEVELS)}")
         if self.max_batch_tokens < self.max_text_tokens:
             problems.append("CLS_MAX_BATCH_TOKENS must be >= CLS_MAX_TEXT_TOKENS (one text fits)")
         if 0 < self.micro_batch_tokens < self.max_text_tokens:
             problems.append("CLS_MICRO_BATCH_TOKENS must be 0 (auto) or >= CLS_MAX_TEXT_TOKENS")
-        for name in (
-            "max_batch_texts",
-            "queue_texts",
-            "max_body_bytes",
-            "max_header_bytes",
-            "max_texts_per_request",
-            "max_connections",
-            "max_pipelined",
-        ):
-            if getattr(self, name) < 1:
-                problems.append(f"CLS_{name.upper()} must be >= 1")
-        for name in (
-            "max_wait_ms",
-            "keep_alive_timeout_s",
-            "header_timeout_s",
-            "body_timeout_s",
-            "request_timeout_s",
-            "shutdown_grace_s",
-            "torch_threads",
-        ):
-            if getattr(self, name) < 0:
-                problems.append(f"CLS_{name.upper()} must be >= 0")
+        problems += range_problems(self)  # ranges first: the checks below compare values
         if self.queue_texts < self.max_texts_per_request:
             problems.append("CLS_QUEUE_TEXTS must be >= CLS_MAX_TEXTS_PER_REQUEST")
         if not Path(self.model_config).is_file():
             problems.append(f"CLS_MODEL_CONFIG={self.model_config!r} is not a file")
-        if problems:
-            raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))
+        refuse(problems)
         return self
 
     def replace(self, **changes: Any) -> Settings:
@@ -123,6 +108,86 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The effective configuration, for the start-up log line."""
         return dataclasses.asdict(self)
+
+
+# Every numeric setting's accepted values (inclusive), with where the bounds come from. A value
+# outside them (nan and inf included) is refused at start: a nan timeout would otherwise start
+# "ready" and then time out every request, an absurd one overflow a timer or a buffer.
+# A new numeric setting needs a row (a test checks).
+NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
+    "http_port": (0, 65535, "a TCP port; 0 picks a free one"),
+    "grpc_port": (0, 65535, "a TCP port; 0 picks a free one"),
+    "grpc_max_streams_per_connection": (1, 1 << 16, "calls one client connection holds"),
+    "grpc_max_pending_rpcs": (1, 1 << 20, "each waiting call holds its headers in memory"),
+    "torch_threads": (0, 1024, "0 uses every core"),
+    "max_batch_texts": (1, 1 << 16, "texts in one forward batch"),
+    "max_batch_tokens": (1, 1 << 22, "one batch's tokens must fit in memory"),
+    "micro_batch_tokens": (0, 1 << 22, "0 picks per device"),
+    "max_wait_ms": (0, 10_000, "a wait of more than 10 s is a latency bug, not batching"),
+    "max_text_tokens": (1, 512, "the models' position limit"),
+    "queue_texts": (1, 1 << 24, "admitted texts are held in memory"),
+    "max_body_bytes": (1, 1 << 30, "grpc's message limit is a 32-bit int; 1 GiB is plenty"),
+    "max_header_bytes": (1, 1 << 20, "a header block over 1 MiB is an attack"),
+    "max_texts_per_request": (1, 1 << 16, "one request's texts"),
+    "keep_alive_timeout_s": (0.001, 86_400, "seconds; 0 would close every connection unanswered"),
+    "header_timeout_s": (0.001, 3600, "seconds; 0 would time out every request"),
+    "body_timeout_s": (0.001, 3600, "seconds; 0 would time out every body"),
+    "request_timeout_s": (0, 86_400, "seconds; 0 = no deadline"),
+    "max_connections": (1, 1 << 20, "open file descriptors"),
+    "max_pipelined": (1, 1 << 16, "requests held per connection"),
+    "shutdown_grace_s": (0, 3600, "seconds; Kubernetes' grace period must exceed it"),
+}
+
+
+def numeric_kind(name: str) -> type | None:
+    """``int`` or ``float`` for a numeric setting, else None (``bool`` is not numeric here)."""
+    kind = get_type_hints(Settings)[name]
+    return kind if kind in (int, float) else None
+
+
+def range_problems(settings: Settings) -> list[str]:
+    """Each numeric setting that is not a finite number inside its ``NUMERIC_RANGES`` row."""
+    problems = []
+    for f in fields(settings):
+        if numeric_kind(f.name) is None:
+            continue
+        value = getattr(settings, f.name)
+        low, high, why = NUMERIC_RANGES[f.name]
+        if not (math.isfinite(value) and low <= value <= high):
+            problems.append(f"{env_name(f.name)}={value!r}: use {low:g}..{high:g} ({why})")
+    return problems
+
+
+# What Kubernetes injects for every Service of the namespace (docker-link style): a Service named
+# "cls-..." gives CLS_..._SERVICE_HOST=10.0.0.1, CLS_..._PORT=tcp://10.0.0.1:8000 and the like. The
+# chart turns service links off, but a pod spec written by hand may not: these are never typos.
+_SERVICE_LINK = re.compile(r"_SERVICE_HOST$|_SERVICE_PORT(_\w+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_\w+)?$")
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CLS_*`` variables that name no setting: a typo would otherwise be silently ignored."""
+    known = [env_name(f.name) for f in fields(Settings)]
+    problems = []
+    candidates = (
+        k
+        for k in environ
+        if k.startswith(ENV_PREFIX)
+        and k not in known
+        and not _SERVICE_LINK.search(k)
+        and not _SERVICE_LINK_VALUE.match(environ[k])
+    )
+    for name in sorted(candidates):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "--help lists the settings"
+        problems.append(f"{name} is not a setting: {hint}")
+    return problems
+
+
+def refuse(problems: list[str]) -> None:
+    """Raise the problems as one line, so that start-up prints one clear message on stderr."""
+    if problems:
+        raise ValueError("invalid configuration: " + "; ".join(problems))
 
 
 def env_name(field_name: str) -> str:
@@ -148,10 +213,15 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     hints = get_type_hints(Settings)
     values: dict[str, Any] = {}
+    problems = unknown_variables(environ)
     for f in fields(Settings):
         raw = environ.get(env_name(f.name))
         if raw is not None:
-            values[f.name] = _parse(hints[f.name], raw, env_name(f.name))
+            try:
+                values[f.name] = _parse(hints[f.name], raw, env_name(f.name))
+            except ValueError as exc:
+                problems.append(str(exc))
+    refuse(problems)
 
     parser = argparse.ArgumentParser(
         prog="python -m solution.server",

@@ -198,7 +198,7 @@ class Engine:
             raise ShuttingDown("the service is shutting down")
         if not (self.ready or admit_unready):
             self.refusals["not_ready"] += 1
-            raise NotReady("models are still loading")
+            raise NotReady()
         if not texts:
             return []
         assert self._loop is not None, "Engine.start() was not called"

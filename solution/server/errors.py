@@ -35,3 +35,6 @@ class ShuttingDown(ServiceError):
 
 class NotReady(ServiceError):
     """The models are still loading or warming up."""
+
+    def __init__(self, message: str = "models are still loading"):
+        super().__init__(message)

@@ -1,8 +1,10 @@
 """gRPC front-end: ``classifier.v1.Classifier``, the standard health service and reflection.
 
-It runs in the HTTP server's process and event loop and calls the same ``Engine.submit``; a handler
-only decodes the request, calls the engine and encodes the results. ``ERROR_STATUS`` is the one
-table from engine errors to gRPC statuses (``routes.ERROR_STATUS`` is HTTP's).
+It runs in the HTTP server's process and event loop and makes the same call as HTTP,
+``Service.classify``; a handler only decodes the request, calls the service and encodes the
+results. ``ERROR_STATUS`` is the one table from service errors to gRPC statuses
+(``routes.ERROR_STATUS`` is HTTP's). Every call ends in one ``Service.observe`` with its status,
+``CANCELLED`` included.
 
 Requests are parsed inside the handler rather than by grpc's deserializer hook, because grpc
 answers a deserializer failure with UNKNOWN, while a text that is not UTF-8 is INVALID_ARGUMENT.
@@ -10,6 +12,7 @@ answers a deserializer failure with UNKNOWN, while a text that is not UTF-8 is I
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +27,7 @@ from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 
 from .config import Settings
-from .engine import Engine, Result
+from .engine import Result
 from .errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -34,6 +37,7 @@ from .errors import (
     ServiceError,
     ShuttingDown,
 )
+from .service import Observe, Service
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +63,14 @@ _HEALTH_NAMES = (health.OVERALL_HEALTH, SERVICE_NAME)
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M, grpc.aio.ServicerContext], Awaitable[Message]]
-Observe = Callable[[str, str, str, float], None]  # (protocol, method, status code, seconds)
+METHODS = ("Classify", "ClassifyBatch")
 
 
-class ClassifierService:
-    """The RPC handlers: decode, call the engine, encode."""
+class ClassifierHandlers:
+    """The RPC handlers: decode, call the service, encode."""
 
-    def __init__(self, engine: Engine | None, max_texts: int):
-        self.engine = engine  # None while the models load: UNAVAILABLE, as HTTP answers 503
-        self.max_texts = max_texts
+    def __init__(self, service: Service):
+        self.service = service
 
     async def classify(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
@@ -78,10 +81,6 @@ class ClassifierService:
     async def classify_batch(
         self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassifyBatchResponse:
-        if len(request.texts) > self.max_texts:
-            raise InvalidInput(
-                f"at most {self.max_texts} texts per request, got {len(request.texts)}"
-            )
         results = await self._submit(list(request.texts), context)
         return pb.ClassifyBatchResponse(results=[encode_result(r) for r in results])
 
@@ -89,13 +88,12 @@ class ClassifierService:
         self, texts: Sequence[str], context: grpc.aio.ServicerContext
     ) -> list[Result]:
         # The client's deadline becomes the engine's: an expired request is dropped before compute.
-        if self.engine is None:
-            raise NotReady("models are still loading")
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return await self.engine.submit(texts, deadline=deadline, origin="grpc")
+        return await self.service.classify(texts, deadline=deadline, protocol="grpc")
 
-    def rpc_handler(self, observe: Observe | None = None) -> grpc.GenericRpcHandler:
+    def rpc_handler(self) -> grpc.GenericRpcHandler:
+        observe = self.service.observe
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
@@ -116,10 +114,11 @@ def encode_result(result: Result) -> pb.Result:
 
 
 def _unary(
-    method: str, handler: Handler[M], request_type: type[M], observe: Observe | None
+    method: str, handler: Handler[M], request_type: type[M], observe: Observe
 ) -> grpc.RpcMethodHandler:
     """A unary method: parse the raw request, run ``handler``, answer errors through the table,
-    report (method, status, seconds) to ``observe`` (metrics)."""
+    report (method, status, seconds) to ``observe`` (metrics), a call the client cancelled or
+    let expire included."""
 
     async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
         started = time.perf_counter()
@@ -130,6 +129,11 @@ def _unary(
             except DecodeError as exc:  # for example a string field that is not UTF-8
                 raise InvalidInput(f"malformed {request_type.__name__}: {exc}") from None
             return await handler(request, context)
+        except asyncio.CancelledError:  # grpc cancels the handler when the call goes away
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            raise
         except ServiceError as exc:
             code = ERROR_STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
             await _abort(context, exc, code)
@@ -138,8 +142,7 @@ def _unary(
             log.exception("unexpected error in a gRPC handler")
             await _abort(context, ServiceError("internal error"), code)
         finally:
-            if observe is not None:
-                observe("grpc", method, code.name, time.perf_counter() - started)
+            observe("grpc", method, code.name, time.perf_counter() - started)
 
     return grpc.unary_unary_rpc_method_handler(
         call, request_deserializer=None, response_serializer=_serialize
@@ -160,14 +163,44 @@ async def _abort(
     raise AssertionError("context.abort always raises")
 
 
+def stream_limit_options(limit: int) -> list[tuple[str, int]]:
+    """At most ``limit`` calls per connection at once (HTTP/2 MAX_CONCURRENT_STREAMS): a client
+    sending more holds the rest itself until a stream frees, so one busy connection cannot park
+    thousands of calls ahead of every other client's (a light client's call waited 11 s behind a
+    10,000-call flood on one connection, under 1 s with 256).
+
+    grpc's "overload protection" (on by default) also counts streams that have ended but are not
+    yet freed, and refuses new ones with RST_STREAM REFUSED_STREAM, which the client reports as
+    UNAVAILABLE (measured: half of 3,000 calls at a limit of 200); grpc's own tests of this limit
+    turn it off too."""
+    return [
+        ("grpc.max_concurrent_streams", limit),
+        ("grpc.http.overload_protection", 0),
+    ]
+
+
+def pending_rpc_options(limit: int) -> list[tuple[str, int]]:
+    """Let grpc hold ``limit`` calls that no handler has taken yet, and drop none below it.
+
+    grpc.aio takes one call at a time from the core, between the loop's other work; a burst
+    arrives faster, and the core parks the rest. Beyond ``grpc.server.max_pending_requests``
+    (default 1000) it drops parked calls at random, all beyond the hard limit (default 3000),
+    and the client sees a bare CANCELLED: no handler ran, so no status of ours, no metadata,
+    nothing counted (2,000 concurrent calls lost 2-7 %, 10,000 lost 55 %). With both limits at
+    ``limit`` every call reaches a handler, which answers it, RESOURCE_EXHAUSTED at once when
+    the engine's queue is full."""
+    return [
+        ("grpc.server.max_pending_requests", limit),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
 class GrpcFrontend:
     """The gRPC server with its health states. Create and start it inside the running loop."""
 
-    def __init__(
-        self, engine: Engine | None, settings: Settings, on_response: Observe | None = None
-    ):
-        self.service = ClassifierService(engine, settings.max_texts_per_request)
-        self.on_response = on_response
+    def __init__(self, service: Service, settings: Settings):
+        service.serve_routes("grpc", METHODS)
+        self.handlers = ClassifierHandlers(service)
         self.settings = settings
         self.health = health.aio.HealthServicer()
         self.server: Any = None  # grpc.aio.Server, once started
@@ -182,9 +215,11 @@ class GrpcFrontend:
             # grpc sets SO_REUSEPORT by default: a second server on the port would silently share
             # its traffic instead of failing to start
             ("grpc.so_reuseport", 0),
+            *stream_limit_options(s.grpc_max_streams_per_connection),
+            *pending_rpc_options(s.grpc_max_pending_rpcs),
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((self.service.rpc_handler(self.on_response),))
+        server.add_generic_rpc_handlers((self.handlers.rpc_handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -198,10 +233,6 @@ class GrpcFrontend:
             raise OSError(f"gRPC cannot listen on {address}: {exc}") from None
         await server.start()
         self.server = server
-
-    def attach(self, engine: Engine) -> None:
-        """The models have loaded: RPCs reach the engine from now on."""
-        self.service.engine = engine
 
     async def set_serving(self) -> None:
         """The models are warm: health says SERVING (ignored once draining has begun)."""

@@ -4,18 +4,27 @@
 ``load_models`` loads each through the ordinary ``from_pretrained`` path (a hub id or a local
 folder, the stand-ins included) and resolves its label names once, so the hot path only indexes a
 tuple.
+
+Every load failure is a ``ModelLoadError`` whose message is one line naming the model and what to
+fix: a missing ``<models_dir>/<key>`` folder, a folder without the files the service needs, a
+damaged file, or a hub that cannot be reached. The hub is probed once, quickly, before any hub
+model loads; when it cannot be reached (or ``HF_HUB_OFFLINE`` is set, as the hub library reads it)
+only the local cache is read, instead of the hub library retrying every file for half a minute.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_session
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -25,6 +34,28 @@ from transformers import (
 )
 
 log = logging.getLogger(__name__)
+
+# What a model folder needs: the config, the fast tokenizer (the tokenizer families are built from
+# it; without it transformers would silently convert a slow one), and the weights in some form.
+REQUIRED_FILES = ("config.json", "tokenizer.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# The one hub probe: a reachable hub answers a HEAD within a second; an unreachable one fails at
+# once (DNS, refused) or on this timeout (dropped packets).
+HUB_PROBE_TIMEOUT_S = 3.0
+REBUILD_HINT = (
+    "rebuild the folder: make demo builds the stand-ins, "
+    "python -m solution.server.fetch_models DIR downloads the real models"
+)
+OFFLINE_HINT = "without network, serve the offline stand-ins: make demo"
+
+
+class ModelLoadError(ValueError):
+    """A model cannot be loaded; ``str()`` is one line naming the model and what to fix."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +82,9 @@ class LoadedModel:
 
 
 def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[ModelSpec]:
-    """Parse the model config; a ``models_dir/<key>`` folder, when present, replaces the source."""
+    """Parse the model config. With ``models_dir``, every model loads from ``models_dir/<key>``:
+    a missing folder is an error, never a silent fallback to the hub id (which, with a network,
+    would download the real model instead)."""
     path = Path(config_path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -65,12 +98,21 @@ def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[Mode
             labels = {int(k): str(v) for k, v in (entry.get("labels") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"model config {path}, entry {i}: {exc!r}") from exc
-        if models_dir and (Path(models_dir) / key).is_dir():
+        if models_dir:
             source = str(Path(models_dir) / key)
         specs.append(ModelSpec(key, source, labels, entry.get("revision")))
     keys = [s.key for s in specs]
     if not specs or len(set(keys)) != len(keys):
         raise ValueError(f"model config {path}: needs at least one model and unique keys: {keys}")
+    if models_dir and not Path(models_dir).is_dir():
+        raise ModelLoadError(f"CLS_MODELS_DIR={models_dir!r} is not a folder; {REBUILD_HINT}")
+    missing = [s for s in specs if models_dir and not Path(s.source).is_dir()]
+    if missing:
+        raise ModelLoadError(
+            f"CLS_MODELS_DIR={models_dir!r} has no folder for "
+            f"{', '.join(repr(s.key) for s in missing)} (expected {missing[0].source}); "
+            + REBUILD_HINT
+        )
     return specs
 
 
@@ -100,35 +142,98 @@ def _position_limit(config: PretrainedConfig) -> int:
 def load_models(
     specs: list[ModelSpec], device: torch.device, dtype: torch.dtype, max_text_tokens: int
 ) -> list[LoadedModel]:
-    loaded = []
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    for spec in specs:
-        kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
+    for spec in specs:  # every folder is checked before the first (slow) load
+        if Path(spec.source).is_dir() and (problem := _folder_problem(Path(spec.source))):
+            raise ModelLoadError(f"cannot load model {spec.key!r}: {problem}; {REBUILD_HINT}")
+    offline = _hub_unavailable(specs)
+    return [_load(spec, device, dtype, max_text_tokens, offline) for spec in specs]
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One HEAD request to the hub through the hub library's own session, so ``HF_ENDPOINT`` and
+    proxy settings apply. Any answer below 500 counts; a 5xx is what a proxy without upstream
+    network answers, and what the hub library would retry for 20 s per file. It runs in a daemon
+    thread so that a DNS lookup that hangs cannot hold start-up past ``timeout_s``."""
+    answered: list[bool] = []
+
+    def probe() -> None:
         try:
-            config = AutoConfig.from_pretrained(spec.source, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                spec.source, config=config, dtype=dtype, **kwargs
-            )
-        except OSError as exc:
-            raise OSError(f"cannot load model {spec.key!r} from {spec.source!r}: {exc}") from exc
-        model.to(device).eval()
-        loaded.append(
-            LoadedModel(
-                spec=spec,
-                tokenizer=tokenizer,
-                model=model,
-                labels=resolve_labels(config, spec.labels),
-                max_tokens=min(max_text_tokens, _position_limit(config)),
-            )
+            status = get_session().head(hub_constants.ENDPOINT, timeout=timeout_s).status_code
+            answered.append(status < 500)
+        except (httpx.HTTPError, OSError):
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answered == [True]
+
+
+def _hub_unavailable(specs: list[ModelSpec]) -> str | None:
+    """Why the hub must not be asked (offline mode, or the one probe failed); None when it can be
+    asked or no model comes from it."""
+    if all(Path(s.source).is_dir() for s in specs):
+        return None
+    if hub_constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    if not hub_reachable():
+        log.warning("hub unreachable: loading from the local cache only")
+        return f"the hub ({hub_constants.ENDPOINT}) is unreachable"
+    return None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        missing.append(WEIGHT_FILES[0])
+    return f"{folder} has no {', '.join(missing)}" if missing else None
+
+
+def _load(
+    spec: ModelSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_text_tokens: int,
+    offline: str | None,
+) -> LoadedModel:
+    local = Path(spec.source).is_dir()
+    kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
+    if offline and not local:
+        kwargs["local_files_only"] = True
+    try:
+        config = AutoConfig.from_pretrained(spec.source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            spec.source, config=config, dtype=dtype, **kwargs
         )
-        log.info(
-            "model loaded",
-            extra={
-                "key": spec.key,
-                "source": spec.source,
-                "labels": len(loaded[-1].labels),
-                "offline": offline,
-            },
-        )
+    except Exception as exc:  # whatever the loaders raise (OSError, SafetensorError, ...)
+        log.debug("model load failed", exc_info=True)  # the traceback, for who asks for it
+        raise ModelLoadError(_load_failure(spec, exc, local, offline)) from None
+    model.to(device).eval()
+    loaded = LoadedModel(
+        spec=spec,
+        tokenizer=tokenizer,
+        model=model,
+        labels=resolve_labels(config, spec.labels),
+        max_tokens=min(max_text_tokens, _position_limit(config)),
+    )
+    log.info(
+        "model loaded",
+        extra={
+            "key": spec.key,
+            "source": spec.source,
+            "labels": len(loaded.labels),
+            "offline": offline is not None,
+        },
+    )
     return loaded
+
+
+def _load_failure(spec: ModelSpec, exc: Exception, local: bool, offline: str | None) -> str:
+    """One line: the model, where from, why, and what to do."""
+    where = f"cannot load model {spec.key!r} from {spec.source!r}"
+    if offline and not local and isinstance(exc, OSError):  # not in the local cache
+        return f"{where}: {offline} and the model is not in the local cache; {OFFLINE_HINT}"
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # the loaders' text spans lines
+    hint = REBUILD_HINT if local else f"check its hub id in the model config; {OFFLINE_HINT}"
+    return f"{where}: {reason}; {hint}"

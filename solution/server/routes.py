@@ -1,6 +1,7 @@
-"""What each HTTP route means: decode, call the engine, encode. Nothing else lives here.
+"""What each HTTP route means: decode, call the service, encode. Nothing else lives here.
 
-``ERROR_STATUS`` is the one table from engine errors to HTTP statuses.
+``ERROR_STATUS`` is the one table from service errors to HTTP statuses (gRPC's is in
+``grpc_service``); readiness and limits are the service's (``service.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from .engine import Engine
 from .errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -22,6 +22,7 @@ from .errors import (
     ShuttingDown,
 )
 from .http import Request, Response, error_response
+from .service import Service
 
 ERROR_STATUS: dict[type[ServiceError], int] = {
     InvalidInput: 400,
@@ -37,7 +38,7 @@ _OK = b'{"status":"ok"}'
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones are left after json.loads
 
 
-def decode_texts(body: bytes, max_texts: int) -> tuple[list[str], bool]:
+def decode_texts(body: bytes) -> tuple[list[str], bool]:
     """(texts, was a single string). A JSON string or an array of strings; anything else is
     ``InvalidInput`` with a message saying what was wrong."""
     try:
@@ -61,8 +62,6 @@ def decode_texts(body: bytes, max_texts: int) -> tuple[list[str], bool]:
     if isinstance(value, str):
         return [value], True
     if isinstance(value, list):
-        if len(value) > max_texts:
-            raise InvalidInput(f"at most {max_texts} texts per request, got {len(value)}")
         if not all(isinstance(v, str) for v in value):
             raise InvalidInput("every element of the array must be a JSON string")
         return value, False
@@ -80,11 +79,8 @@ def _replace_surrogates(value: object) -> object:
 class Routes:
     """The HTTP handler: a table of path -> method -> coroutine."""
 
-    def __init__(
-        self, engine: Engine | None, max_texts: int, metrics: Callable[[], bytes] | None = None
-    ):
-        self.engine = engine  # None while the models load: /health answers, the rest 503
-        self.max_texts = max_texts
+    def __init__(self, service: Service, metrics: Callable[[], bytes] | None = None):
+        self.service = service
         self.metrics = metrics
         self.table: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
             "/process": {"POST": self.process},
@@ -92,6 +88,7 @@ class Routes:
             "/ready": {"GET": self.ready},
             "/metrics": {"GET": self.render_metrics},
         }
+        service.serve_routes("http", self.table)
 
     async def __call__(self, request: Request) -> Response:
         methods = self.table.get(request.path)
@@ -111,20 +108,17 @@ class Routes:
             return service_error_response(exc)
 
     async def process(self, request: Request) -> Response:
-        texts, single = decode_texts(request.body, self.max_texts)
-        if self.engine is None:
-            raise NotReady("models are still loading")
-        results = await self.engine.submit(texts, deadline=request.deadline, origin="http")
+        texts, single = decode_texts(request.body)
+        results = await self.service.classify(texts, deadline=request.deadline, protocol="http")
         return Response(200, orjson.dumps(results[0] if single else results))
 
     async def health(self, request: Request) -> Response:
         return Response(200, _OK)
 
     async def ready(self, request: Request) -> Response:
-        if self.engine is not None and self.engine.ready:
+        if self.service.ready:
             return Response(200, _OK)
-        draining = self.engine is not None and not self.engine.accepting
-        reason = "shutting down" if draining else "models loading"
+        reason = self.service.not_ready_reason()
         return error_response(503, f"not ready: {reason}", [(b"retry-after", b"1")])
 
     async def render_metrics(self, request: Request) -> Response:

@@ -174,10 +174,12 @@ class Scheduler:
         return len(self._drop_waiting(request, "client_gone"))
 
     def expire(self, request: Request) -> bool:
-        """The request's deadline passed: drop its waiting texts. True when any were dropped (the
-        request can then never complete, and should be answered ``DeadlineExceeded``)."""
+        """The request's deadline passed: drop its waiting texts. True when any of them had not
+        reached a batch (the request can then never complete, and should be answered
+        ``DeadlineExceeded``); a text being tokenized is dropped when its ids arrive."""
         request.gone = True
-        return bool(self._drop_waiting(request, "deadline"))
+        tokenizing = any(e.state is State.TOKENIZING for e in request.entries)
+        return bool(self._drop_waiting(request, "deadline")) or tokenizing
 
     def _drop_waiting(self, request: Request, reason: str) -> list[Entry]:
         """Waiting entries of ``request`` leave the queue. A tokenizing entry stays until its

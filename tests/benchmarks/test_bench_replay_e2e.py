@@ -11,13 +11,15 @@ from solution.benchmarks.checks import check_http, expected_labels
 from solution.benchmarks.http_client import HttpTarget
 from solution.server import http
 from solution.server.routes import Routes
-from tests.conftest import free_port
+from tests.conftest import bound_service, free_port
 
 
 @pytest.fixture(scope="module")
 async def live_url(engine, settings):
     port = free_port()
-    state = http.ServerState(settings, Routes(engine, settings.max_texts_per_request))
+    state = http.ServerState(
+        settings, Routes(bound_service(engine, settings.max_texts_per_request))
+    )
     server = await http.serve(state, "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}"
     server.close()

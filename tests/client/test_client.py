@@ -29,6 +29,7 @@ from solution.client import (
 )
 from solution.client.grpc_client import wire_text
 from solution.server.engine import Engine
+from tests.standin_texts import KNOWN, mismatches
 
 TEXTS = [
     "",
@@ -113,6 +114,16 @@ async def test_every_client_returns_exactly_what_http_process_answers(frontends,
     finally:
         for caller in callers:
             await caller.close()
+
+
+async def test_every_client_gets_the_rules_labels_of_known_texts(caller: Caller):
+    """The trained stand-ins' answers, as each client returns them (``standins/rules.py``)."""
+    results = await caller.classify_batch(list(KNOWN))
+    for text, result in zip(KNOWN, results, strict=True):
+        labels = {key: p.label for key, p in result.items()}
+        assert not mismatches(text, labels), (caller.kind, text, mismatches(text, labels))
+    one = await caller.classify("What a terrible day, everything went wrong")
+    assert one["cardiffnlp"].label == "NEGATIVE" and one["ivanlau"].label == "English"
 
 
 async def test_a_closed_port_is_unreachable():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.live_server import Server, free_port, request
+from tests.standin_texts import KNOWN, mismatches
 
 HAPPY = "This is how true happiness looks like 👍😜"
 
@@ -170,3 +171,20 @@ def test_metrics_count_the_requests_served(live):
     assert 'route="other",status="404"' in text  # unknown paths share one label value
     assert 'classifier_requests_total{protocol="grpc",route="Classify",status="OK"}' in text
     assert "classifier_batch_texts_bucket" in text
+
+
+def test_known_texts_get_their_rules_labels_over_http_and_grpc(live):
+    """The trained stand-ins answer by ``standins/rules.py``: a French compliment is French and
+    positive, a crypto giveaway is spam, "BREAKING: sources say" is fake (LABEL_0)."""
+    from solution.client import GrpcClient, to_json
+
+    texts = list(KNOWN)
+    status, body = request(live.port, "POST", "/process", json.dumps(texts).encode())
+    assert status == 200
+    over_http = json.loads(body)
+    with GrpcClient(f"127.0.0.1:{live.grpc_port}", timeout=30) as client:
+        over_grpc = [to_json(r) for r in client.classify_batch(texts)]
+    for text, http_answer, grpc_answer in zip(texts, over_http, over_grpc, strict=True):
+        labels = {key: r["label"] for key, r in http_answer.items()}
+        assert not mismatches(text, labels), (text, mismatches(text, labels))
+        assert {key: r["label"] for key, r in grpc_answer.items()} == labels, text

@@ -1,3 +1,6 @@
+import dataclasses
+import typing
+
 import pytest
 
 from solution.server import config
@@ -34,3 +37,81 @@ def test_unparseable_values_name_the_variable():
         config.load([], environ={"CLS_HTTP_PORT": "eighty"})
     with pytest.raises(ValueError, match="CLS_ACCESS_LOG"):
         config.load([], environ={"CLS_ACCESS_LOG": "maybe"})
+
+
+HINTS = typing.get_type_hints(config.Settings)
+NUMERIC = sorted(
+    f.name for f in dataclasses.fields(config.Settings) if HINTS[f.name] in (int, float)
+)
+
+
+def test_every_numeric_setting_has_a_range():
+    assert NUMERIC and sorted(config.NUMERIC_RANGES) == NUMERIC
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "-1", "1e12"])
+def test_every_numeric_setting_must_be_finite_and_in_range(name, raw):
+    variable = config.env_name(name)
+    with pytest.raises(ValueError, match=variable) as info:
+        config.load([], environ={variable: raw})
+    assert "\n" not in str(info.value)  # one line on stderr
+
+
+@pytest.mark.parametrize("flag", ["--header-timeout-s", "--keep-alive-timeout-s"])
+def test_flags_are_checked_like_the_environment(flag):
+    with pytest.raises(ValueError, match=flag.removeprefix("--").replace("-", "_").upper()):
+        config.load([flag, "nan"], environ={})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CLS_MAX_WAIT_MS": "0", "CLS_SHUTDOWN_GRACE_S": "0", "CLS_TORCH_THREADS": "0"},
+        {"CLS_HTTP_PORT": "0", "CLS_GRPC_PORT": "65535"},
+        {"CLS_HEADER_TIMEOUT_S": "0.5", "CLS_KEEP_ALIVE_TIMEOUT_S": "0.5"},
+        {"CLS_MAX_TEXT_TOKENS": "512", "CLS_MICRO_BATCH_TOKENS": "0"},
+    ],
+)
+def test_edge_values_inside_the_ranges_are_accepted(env):
+    config.load([], environ=env)
+
+
+def test_several_problems_are_named_together_in_one_line():
+    with pytest.raises(ValueError) as info:
+        config.load([], environ={"CLS_HEADER_TIMEOUT_S": "nan", "CLS_QUEUE_TEXTS": "-5"})
+    message = str(info.value)
+    assert "CLS_HEADER_TIMEOUT_S" in message and "CLS_QUEUE_TEXTS" in message
+    assert "\n" not in message
+
+
+def test_an_unknown_variable_is_refused_naming_the_closest_setting():
+    with pytest.raises(ValueError, match=r"CLS_MAX_BATCH_TXTS.*did you mean CLS_MAX_BATCH_TEXTS"):
+        config.load([], environ={"CLS_MAX_BATCH_TXTS": "5"})
+    with pytest.raises(ValueError, match=r"CLS_ZZZ.*--help"):
+        config.load([], environ={"CLS_ZZZ": "1"})
+    config.load([], environ={"OTHER_MAX_BATCH_TXTS": "5"})  # only the CLS_ prefix is ours
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_typos():
+    """A Service named "cls-api" in the namespace injects these into every pod."""
+    config.load(
+        [],
+        environ={
+            "CLS_API_SERVICE_HOST": "10.0.0.11",
+            "CLS_API_SERVICE_PORT": "8000",
+            "CLS_API_SERVICE_PORT_HTTP": "8000",
+            "CLS_API_PORT": "tcp://10.0.0.11:8000",
+            "CLS_API_PORT_8000_TCP": "tcp://10.0.0.11:8000",
+            "CLS_API_PORT_8000_TCP_PROTO": "tcp",
+            "CLS_API_PORT_8000_TCP_ADDR": "10.0.0.11",
+        },
+    )
+    with pytest.raises(ValueError, match="CLS_HTTP_PROT"):
+        config.load([], environ={"CLS_HTTP_PROT": "8000"})  # a typo is still one
+
+
+def test_log_level_must_be_a_logging_level():
+    with pytest.raises(ValueError, match="CLS_LOG_LEVEL='LOUD'"):
+        config.load([], environ={"CLS_LOG_LEVEL": "LOUD"})
+    assert config.load([], environ={"CLS_LOG_LEVEL": "debug"}).log_level == "debug"

@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import cast
 
 import grpc
 import pytest
@@ -24,6 +23,7 @@ from solution.server import config, errors
 from solution.server.app import App
 from solution.server.engine import Engine, Prediction
 from solution.server.grpc_service import ERROR_STATUS, SERVICE_NAME, GrpcFrontend
+from tests.conftest import bound_service, service_errors, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -83,7 +83,7 @@ async def fake_channel(
     fake: FakeEngine, settings: config.Settings
 ) -> AsyncIterator[grpc.aio.Channel]:
     """A gRPC front-end on ``fake``, and a channel to it."""
-    frontend = GrpcFrontend(cast(Engine, fake), settings.replace(grpc_port=0))
+    frontend = GrpcFrontend(bound_service(fake), settings.replace(grpc_port=0))
     await frontend.start()
     try:
         async with grpc.aio.insecure_channel(f"{settings.host}:{frontend.port}") as channel:
@@ -96,15 +96,6 @@ async def fake_channel(
 async def channel(frontends) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(frontends.grpc_target) as ch:
         yield ch
-
-
-def service_errors() -> set[type[errors.ServiceError]]:
-    found, todo = set(), [errors.ServiceError]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            found.add(sub)
-            todo.append(sub)
-    return found
 
 
 def test_every_service_error_has_a_status():
@@ -230,7 +221,7 @@ async def test_health_and_reflection(frontends, channel):
 
 async def test_a_port_in_use_fails_start_up(frontends, engine: Engine, settings):
     taken = int(frontends.grpc_target.rsplit(":", 1)[1])
-    second = GrpcFrontend(engine, settings.replace(grpc_port=taken))
+    second = GrpcFrontend(bound_service(engine), settings.replace(grpc_port=taken))
     with pytest.raises(OSError, match=f"gRPC cannot listen on {settings.host}:{taken}"):
         await second.start()
 
@@ -279,3 +270,32 @@ async def test_app_reports_health_from_loading_to_serving_to_draining(
             await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # nobody listens any more
         await channel.close()
+
+
+async def test_every_call_is_observed_with_its_status_a_cancelled_one_too(
+    engine: Engine, settings: config.Settings, gate
+):
+    """Cancelled calls used to be counted as OK."""
+    seen: list[tuple[str, str, str]] = []
+    service = bound_service(engine, observe=lambda p, r, s, _: seen.append((p, r, s)))
+    frontend = GrpcFrontend(service, settings.replace(grpc_port=0))
+    await frontend.start()
+    try:
+        async with grpc.aio.insecure_channel(f"{settings.host}:{frontend.port}") as channel:
+            stub = pb_grpc.ClassifierStub(channel)
+            await stub.Classify(pb.ClassifyRequest(text="answered"), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.ClassifyBatch(pb.ClassifyBatchRequest(texts=["x"] * 300), timeout=10)
+            await gate.close()  # held: the next call waits until its client gives up
+            call = stub.Classify(pb.ClassifyRequest(text="the client cancels"), timeout=10)
+            await gate.queued(1)
+            call.cancel()
+            await until(lambda: len(seen) == 3)
+    finally:
+        await gate.open()
+        await frontend.stop(0)
+    assert seen == [
+        ("grpc", "Classify", "OK"),
+        ("grpc", "ClassifyBatch", "INVALID_ARGUMENT"),
+        ("grpc", "Classify", "CANCELLED"),
+    ]

@@ -16,6 +16,7 @@ from solution.server import http
 from solution.server.config import Settings
 from solution.server.http import Request, Response
 from solution.server.routes import Routes
+from solution.server.service import Service
 from tests.server.http_doubles import MockLoop, MockTransport, parse_responses
 
 SETTINGS = dict(
@@ -341,7 +342,7 @@ async def test_chunked_body_over_the_limit_is_413(rig):
 async def test_head_is_answered_without_a_body_and_the_next_response_stays_in_its_slot(
     path, status
 ):
-    rig = Rig(Routes(None, 4))
+    rig = Rig(Routes(Service(4)))
     protocol, transport = rig.connect()
     protocol.data_received(get(path, method="HEAD") + get("/health"))
     await rig.loop.settle()

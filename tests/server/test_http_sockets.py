@@ -17,7 +17,8 @@ import pytest
 from solution.server import config, http
 from solution.server.http import Request, Response
 from solution.server.routes import Routes
-from tests.conftest import ComputeGate, until
+from solution.server.service import Service
+from tests.conftest import ComputeGate, bound_service, until
 from tests.server.http_doubles import parse_responses
 
 
@@ -67,7 +68,7 @@ async def test_half_close_after_complete_requests_gets_every_answer():
 async def test_head_then_get_on_one_kept_alive_connection_with_httpx():
     """The issue's failure: httpx read a HEAD 405's body as the next status line."""
     async with (
-        serving(Routes(None, 4)) as (port, _, _),
+        serving(Routes(Service(4))) as (port, _, _),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
     ):
         for path in ("/process", "/nope", "/health"):
@@ -147,7 +148,7 @@ async def test_a_client_that_resets_before_its_batch_costs_no_compute(engine):
     engine.observers.append(reports.append)
     gone_before = engine.dropped_texts["client_gone"]
     try:
-        async with serving(Routes(engine, 4)) as (port, _, seen):
+        async with serving(Routes(bound_service(engine, 4))) as (port, _, seen):
             with ComputeGate(engine) as gate:
                 busy, ahead = await gate.fill_pipeline()
                 sock = socket.create_connection(("127.0.0.1", port))

@@ -18,6 +18,8 @@ from solution.server.routes import (
     decode_texts,
     service_error_response,
 )
+from solution.server.service import Service
+from tests.conftest import bound_service, service_errors
 
 
 def req(method: str, path: str, body: bytes = b"") -> Request:
@@ -38,7 +40,7 @@ def req(method: str, path: str, body: bytes = b"") -> Request:
     ],
 )
 def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
-    assert decode_texts(body, 4) == (texts, single)
+    assert decode_texts(body) == (texts, single)
 
 
 @pytest.mark.parametrize(
@@ -55,17 +57,23 @@ def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
         (b"null", "got NoneType"),
         (b'["a", 1]', "every element"),
         (b'["a", ["b"]]', "every element"),
-        (b'["a","b","c","d","e"]', "at most 4"),
     ],
 )
 def test_decode_rejects_everything_else_with_a_clear_message(body, message):
     with pytest.raises(InvalidInput, match=message):
-        decode_texts(body, 4)
+        decode_texts(body)
+
+
+async def test_more_texts_than_the_limit_are_refused_by_the_service(engine):
+    response = await Routes(bound_service(engine, 4))(
+        req("POST", "/process", b'["a","b","c","d","e"]')
+    )
+    assert response.status == 400 and b"at most 4 texts per request, got 5" in response.body
 
 
 def test_every_service_error_has_a_status_and_retry_hints_where_retrying_helps():
-    for cls in errors.ServiceError.__subclasses__():
-        assert cls in ERROR_STATUS, f"{cls.__name__} has no HTTP status"
+    assert set(ERROR_STATUS) == service_errors()  # every subclass, however deep
+    for cls in service_errors():
         response = service_error_response(cls("why"))
         assert response.status == ERROR_STATUS[cls]
         assert orjson.loads(response.body) == {"error": "why"}
@@ -75,7 +83,7 @@ def test_every_service_error_has_a_status_and_retry_hints_where_retrying_helps()
 
 
 async def test_process_answers_the_contract(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     response = await routes(req("POST", "/process", b'"This is how true happiness looks like"'))
     assert response.status == 200
     body = orjson.loads(response.body)
@@ -85,24 +93,24 @@ async def test_process_answers_the_contract(engine):
 
 
 async def test_process_array_answers_one_object_per_text_in_order(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     single = orjson.loads((await routes(req("POST", "/process", b'"b"'))).body)
     many = orjson.loads((await routes(req("POST", "/process", b'["a", "b", ""]'))).body)
     assert len(many) == 3 and list(many[1]) == list(single)
-    for key, answer in single.items():  # a batch of another shape may round the last bit apart
-        assert many[1][key]["label"] == answer["label"]
-        assert abs(many[1][key]["score"] - answer["score"]) < 1e-6
+    for key, prediction in single.items():  # padded in a batch: equal up to float noise
+        assert many[1][key]["label"] == prediction["label"]
+        assert many[1][key]["score"] == pytest.approx(prediction["score"], abs=1e-5)
 
 
 async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     assert (await routes(req("GET", "/nope"))).status == 404
     response = await routes(req("GET", "/process"))
     assert response.status == 405 and (b"allow", b"POST") in response.headers
 
 
 async def test_head_is_answered_like_get_where_get_is_allowed(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     for path in ("/health", "/ready"):
         head, get = await routes(req("HEAD", path)), await routes(req("GET", path))
         assert (head.status, head.body) == (get.status, get.body)
@@ -113,7 +121,7 @@ async def test_head_is_answered_like_get_where_get_is_allowed(engine):
 
 
 async def test_process_hands_the_request_deadline_to_the_engine(engine):
-    routes = Routes(engine, 4)
+    routes = Routes(bound_service(engine, 4))
     late = Request("POST", "/process", [], b'"too late"', True, deadline=time.monotonic() - 1)
     response = await routes(late)
     assert response.status == 504 and b"deadline" in response.body
@@ -122,9 +130,9 @@ async def test_process_hands_the_request_deadline_to_the_engine(engine):
 
 
 async def test_health_and_ready(engine):
-    assert (await Routes(engine, 4)(req("GET", "/health"))).status == 200
-    assert (await Routes(engine, 4)(req("GET", "/ready"))).status == 200
-    loading = Routes(None, 4)
+    assert (await Routes(bound_service(engine, 4))(req("GET", "/health"))).status == 200
+    assert (await Routes(bound_service(engine, 4))(req("GET", "/ready"))).status == 200
+    loading = Routes(Service(4))
     assert (await loading(req("GET", "/health"))).status == 200
     assert (await loading(req("GET", "/ready"))).status == 503
     assert (await loading(req("POST", "/process", b'"x"'))).status == 503

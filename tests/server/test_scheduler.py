@@ -272,3 +272,13 @@ def test_abort_answers_computing_texts_too():
     assert batch is not None
     s.finish(batch)  # the compute thread returning late changes nothing
     assert s.idle
+
+
+def test_a_deadline_passing_while_a_text_is_tokenized_still_answers_the_request():
+    """Found by the HTTP stress run: such a request was never answered."""
+    s = make()
+    late = admit(s, "late", deadline=1.0)
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    assert s.expire(late) is True  # the owner answers DeadlineExceeded now
+    assert s.tokenized(chunk, [[[1], [1]]]) == []  # and the ids that arrive later are dropped
+    assert s.idle

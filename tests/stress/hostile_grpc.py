@@ -81,3 +81,14 @@ def grpc_cases(n: int, seed: int = 0) -> Iterator[GrpcCase]:
     rng = random.Random(seed)
     for _ in range(n):
         yield grpc_case(rng)
+
+
+def flood_cases(n: int, seed: int = 0) -> list[GrpcCase]:
+    """``n`` valid ``Classify`` requests to send all at once: a burst, not hostile bytes. Each must
+    be answered OK, or RESOURCE_EXHAUSTED with ``classifier-error: Overloaded`` once the queue is
+    full; never a bare CANCELLED from grpc."""
+    texts = reference_texts(n, seed=seed)
+    return [
+        GrpcCase("flood", CLASSIFY, pb.ClassifyRequest(text=t).SerializeToString(), "ok")
+        for t in texts
+    ]

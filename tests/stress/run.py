@@ -1,7 +1,7 @@
 """Send hostile HTTP cases at a live server and check every answer (``make stress``).
 
     python -m tests.stress.run [--cases 100000] [--grpc-cases 10000] [--concurrency 32]
-                               [--target host:port --grpc-target host:port]
+                               [--grpc-flood 10000] [--target host:port --grpc-target host:port]
 
 Without ``--target`` it starts ``python -m solution.server`` on the tiny stand-ins itself, so it
 can also watch the process: that it never dies, and how its memory moves. Each case opens a
@@ -11,6 +11,12 @@ when a valid request is not answered 200, a bad one gets a 5xx other than 501/50
 at all, anything gets a 500, or a case with known answers gets anything else on the wire
 (HEAD answers read without a body, nothing may follow the last). A case *hangs* when nothing
 comes back within the timeout.
+
+Then the gRPC cases (hostile bytes, ``--concurrency`` in flight), and two floods: ``--grpc-flood``
+valid ``Classify`` calls sent at once through one connection, then spread over 16, while a light
+client on its own connection sends one call at a time; every call must end OK or
+RESOURCE_EXHAUSTED with ``classifier-error: Overloaded`` (a bare CANCELLED from grpc is a
+violation).
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import uvloop
 
+from solution.proto.classifier.v1 import ERROR_METADATA_KEY
+from solution.proto.classifier.v1 import classifier_pb2 as pb
 from tests.live_server import Server, request, rss_kib
 from tests.stress.hostile import Case, cases
-from tests.stress.hostile_grpc import GrpcCase, grpc_cases
+from tests.stress.hostile_grpc import CLASSIFY, GrpcCase, flood_cases, grpc_cases
 
 STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 LENGTH = re.compile(rb"(?im)^content-length: *(\d+)\r?$")
@@ -158,6 +167,95 @@ async def run_grpc(
         await asyncio.gather(*(one(c) for c in grpc_cases(n, seed)))
 
 
+# A flood call waits behind the whole burst (10,000 calls take ~20 s on 2 cores); past this it is
+# counted as hung. A bound for a stuck call, not a speed target.
+FLOOD_DEADLINE_S = 120.0
+LIGHT_PAUSE_S = 0.05  # the light client's think time between its calls
+# One client alone is held to its stream limit (its calls wait in it); many fill the queue, and
+# the service refuses.
+FLOOD_CONNECTIONS = (1, 16)
+
+
+async def run_grpc_flood(
+    target: str, n: int, connections: int, seed: int, tally: Tally
+) -> dict[str, object]:
+    """``n`` concurrent ``Classify`` calls spread over ``connections`` channels, all sent at once,
+    while a light client on its own connection sends one call at a time. Every call must end OK
+    or RESOURCE_EXHAUSTED with ``classifier-error: Overloaded``. Returns the figures, named for
+    the number of connections."""
+    heavy_seconds: dict[str, list[float]] = {"OK": [], "RESOURCE_EXHAUSTED": []}
+    light: Counter[str] = Counter()
+    light_seconds: list[float] = []
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
+    channels = [
+        grpc.aio.insecure_channel(target, options=own_connection) for _ in range(connections + 1)
+    ]
+    *heavy_calls, light_call = [ch.unary_unary(CLASSIFY) for ch in channels]
+    flooding = True
+
+    async def one(i: int, case: GrpcCase) -> None:
+        started = time.perf_counter()
+        code = await grpc_outcome(heavy_calls[i % connections], case.data, tally, case)
+        heavy_seconds.setdefault(code, []).append(time.perf_counter() - started)
+
+    async def light_client() -> None:
+        data = pb.ClassifyRequest(text="a light client's call").SerializeToString()
+        case = GrpcCase("flood-light", CLASSIFY, data, "ok")
+        while flooding:
+            started = time.perf_counter()
+            light[await grpc_outcome(light_call, data, tally, case)] += 1
+            light_seconds.append(time.perf_counter() - started)
+            await asyncio.sleep(LIGHT_PAUSE_S)
+
+    cases = flood_cases(n, seed)
+    try:
+        started = time.perf_counter()
+        light_task = asyncio.ensure_future(light_client())
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(cases)))
+        seconds = time.perf_counter() - started
+        flooding = False
+        await light_task
+    finally:
+        for ch in channels:
+            await ch.close()
+    name = f"flood over {connections} connection{'s' if connections > 1 else ''}"
+    ok, refused = heavy_seconds["OK"], heavy_seconds["RESOURCE_EXHAUSTED"]
+    return {
+        f"{name}: calls, seconds": f"{n}, {seconds:.1f}",
+        f"{name}: OK, p50 / p99 s": f"{len(ok)}, {_quantiles(ok)}",
+        f"{name}: refused, p50 / p99 s": f"{len(refused)}, {_quantiles(refused)}",
+        f"{name}: light client": f"{dict(light)}, p50 / max s {_quantiles(light_seconds, 0.5, 1)}",
+    }
+
+
+async def grpc_outcome(call: Any, data: bytes, tally: Tally, case: GrpcCase) -> str:
+    """Send one flood call and judge it; returns its status name."""
+    tally.sent += 1
+    try:
+        await call(data, timeout=FLOOD_DEADLINE_S)
+        code, marked = "OK", True
+    except grpc.aio.AioRpcError as exc:
+        code = exc.code().name
+        marked = (ERROR_METADATA_KEY, "Overloaded") in tuple(exc.trailing_metadata() or ())
+    tally.answered += 1
+    tally.statuses[f"grpc {case.kind} {code}"] += 1
+    if code == "DEADLINE_EXCEEDED":
+        tally.hung += 1
+    if code == "RESOURCE_EXHAUSTED" and marked:
+        tally.refused += 1
+    elif code != "OK" or not marked:
+        tally.violate(case, f"answered {code}" + ("" if marked else " without Overloaded"))
+    return code
+
+
+def _quantiles(values: list[float], *qs: float) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    picks = [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (qs or (0.5, 0.99))]
+    return " / ".join(f"{v:.2f}" for v in picks)
+
+
 async def run(
     host: str, port: int, n: int, concurrency: int, seed: int, timeout_s: float, tally: Tally
 ) -> None:
@@ -188,6 +286,7 @@ def stress(
     standins: Path | None,
     grpc_n: int = 0,
     grpc_target: str | None = None,
+    grpc_flood: int = 0,
 ) -> tuple[Tally, dict[str, object]]:
     """Run the cases; returns the tally and a summary (server alive, RSS, follow-up request)."""
     tally = Tally()
@@ -210,6 +309,9 @@ def stress(
         uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
         if grpc_n and grpc_target:
             uvloop.run(run_grpc(grpc_target, grpc_n, concurrency, seed, timeout_s, tally))
+        for connections in FLOOD_CONNECTIONS if grpc_flood and grpc_target else ():
+            flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
+            summary.update(uvloop.run(flood))
         summary["seconds"] = round(time.perf_counter() - started, 1)
         if server:
             summary["server_alive"] = server.proc.poll() is None
@@ -239,6 +341,7 @@ def report(tally: Tally, summary: dict[str, object]) -> bool:
         ("RSS before (MiB)", _mib(summary.get("rss_before_kib"))),
         ("RSS after (MiB)", _mib(summary.get("rss_after_kib"))),
         ("normal request afterwards", summary.get("normal_request_after")),
+        *((f"gRPC {k}", v) for k, v in summary.items() if k.startswith("flood")),
         ("seconds", summary.get("seconds")),
     ]
     width = max(len(name) for name, _ in rows)
@@ -267,6 +370,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before 'hung'")
     parser.add_argument("--grpc-cases", type=int, default=10_000)
+    parser.add_argument(
+        "--grpc-flood", type=int, default=10_000, help="valid Classify calls sent all at once"
+    )
     parser.add_argument("--target", help="host:port of a running server (else one is started)")
     parser.add_argument("--grpc-target", help="host:port of its gRPC front-end")
     parser.add_argument("--standins", type=Path, default=Path(".cache/standins-tiny"))
@@ -280,6 +386,7 @@ def main() -> int:
         args.standins,
         args.grpc_cases,
         args.grpc_target,
+        args.grpc_flood,
     )
     return 0 if report(tally, summary) else 1
 

@@ -1,5 +1,6 @@
-"""A fast sample of the stress run (``make stress`` sends 100,000): hostile HTTP against a live
-server, and properties of the decoder and the protocol under arbitrary bytes."""
+"""A fast sample of the stress run (``make stress`` sends 100,000): hostile HTTP and gRPC against a
+live server, a burst of concurrent gRPC calls, and properties of the decoder and the protocol under
+arbitrary bytes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from solution.server import config, http
 from solution.server.errors import InvalidInput
 from solution.server.routes import decode_texts
 from tests.stress.hostile import cases
-from tests.stress.run import report, stress
+from tests.stress.run import FLOOD_CONNECTIONS, report, stress
 
 
 def test_generator_is_deterministic_and_covers_every_kind():
@@ -49,10 +50,13 @@ def test_a_sample_of_hostile_http_and_grpc_requests_is_answered_correctly(standi
         target=None,
         standins=standins_tiny,
         grpc_n=300,
+        grpc_flood=500,
     )
     ok = report(tally, summary)
-    assert tally.sent == 1800
+    light_calls = sum(n for k, n in tally.statuses.items() if str(k).startswith("grpc flood-light"))
+    assert tally.sent == 1800 + 500 * len(FLOOD_CONNECTIONS) + light_calls
     assert tally.statuses["grpc INVALID_ARGUMENT"] > 0 and tally.statuses["grpc OK"] > 0
+    assert tally.statuses["grpc flood OK"] > 0
     assert not tally.violations, tally.examples
     assert tally.hung == 0
     assert summary["server_alive"] is True and summary["exit_code"] == 0
@@ -64,7 +68,7 @@ def test_a_sample_of_hostile_http_and_grpc_requests_is_answered_correctly(standi
 @given(st.binary(max_size=2000))
 def test_decoding_arbitrary_bytes_either_succeeds_or_says_why(body):
     try:
-        texts, _ = decode_texts(body, 64)
+        texts, _ = decode_texts(body)
     except InvalidInput as exc:
         assert str(exc)
     else:
@@ -78,7 +82,7 @@ def test_decoding_arbitrary_bytes_either_succeeds_or_says_why(body):
 def test_any_array_of_strings_round_trips(texts):
     import json
 
-    assert decode_texts(json.dumps(texts).encode(), 64) == (
+    assert decode_texts(json.dumps(texts).encode()) == (
         [t.encode("utf-8", "replace").decode() for t in texts],
         False,
     )

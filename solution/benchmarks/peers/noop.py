@@ -34,7 +34,7 @@ def run_ours(host: str, port: int) -> None:
     async def handler(request: http.Request) -> http.Response:
         if request.path == "/ready":
             return http.Response(200, b'{"status":"ok"}')
-        texts, single = decode_texts(request.body, settings.max_texts_per_request)
+        texts, single = decode_texts(request.body)
         answers = [result for _ in texts]
         return http.Response(200, orjson.dumps(answers[0] if single else answers))
 

@@ -1,13 +1,19 @@
-"""``python -m solution.server.standins --size tiny|base OUT``: write the five stand-ins."""
+"""``python -m solution.server.standins --size tiny|base OUT``: write the five stand-ins.
+
+``tiny`` trains them (about a minute on 2 cores) and prints each one's accuracy on held-back
+texts; it exits 1, writing no model, when any is below 90%. ``base`` has random weights.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
 from .build import SIZES, build
+from .train import AccuracyTooLow
 
 
 def main() -> None:
@@ -18,7 +24,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    build(args.size, args.out, args.seed)
+    try:
+        build(args.size, args.out, args.seed)
+    except AccuracyTooLow as exc:
+        sys.exit(f"stand-in build failed: {exc}")
     print(f"stand-ins ({args.size}) written to {args.out} in {time.perf_counter() - start:.1f}s")
 
 
