@@ -15,7 +15,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -26,10 +26,10 @@ from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import config
-from solution.server.engine import Engine, Prediction
+from solution.server.engine import Prediction
 from solution.server.errors import Overloaded
 from solution.server.grpc_service import GrpcFrontend
-from tests.conftest import until
+from tests.conftest import bound_service, until
 from tests.live_server import free_port
 
 BURST = 2000  # between grpc's soft (1,000) and hard (3,000) default limits
@@ -54,7 +54,7 @@ class ServerThread:
         # a port of its own, so that channelz can tell this server from the others in the process
         self.port = free_port()
         self.frontend = GrpcFrontend(
-            cast(Engine, InstantEngine()), settings.replace(grpc_port=self.port)
+            bound_service(InstantEngine()), settings.replace(grpc_port=self.port)
         )
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.holding = threading.Event()
