@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -16,10 +17,11 @@ from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from .results import ClientError, Prediction, Refused, Result, TimedOut, Unreachable
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def wire_text(text: str) -> str:
-    """A text protobuf can carry (UTF-8): surrogate pairs joined, lone surrogates made "?".
+    """A text protobuf can carry (UTF-8): surrogate pairs joined, lone surrogates made U+FFFD.
 
     Python strings may hold surrogates (JSON escapes, surrogateescape'd bytes); this is what the
     HTTP server does with the same text, so both clients get the same answer for it.
@@ -29,7 +31,7 @@ def wire_text(text: str) -> str:
         return text
     except UnicodeEncodeError:
         joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-        return joined.encode("utf-8", "replace").decode()
+        return _LONE_SURROGATE.sub("\ufffd", joined)
 
 
 def _result(message: pb.Result) -> Result:

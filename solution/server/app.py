@@ -90,7 +90,9 @@ class App:
         # the one entry point of both front-ends; bound to the engine once the models load
         self.service = Service(settings.max_texts_per_request, self.metrics.observe_request)
 
-    def _observe_http(self, request: http.Request, status: int, seconds: float) -> None:
+    def _observe_http(
+        self, request: http.Request | http.RequestHead, status: int, seconds: float
+    ) -> None:
         self.service.observe("http", request.path, str(status), seconds)
 
     async def start(self) -> None:
@@ -134,19 +136,22 @@ class App:
             return
         self.stopping = True
         log.info("shutdown started", extra={"grace_s": self.settings.shutdown_grace_s})
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + self.settings.shutdown_grace_s
         for server in self.servers:
             server.close()
         if self.http_state is not None:
-            self.http_state.draining = True
+            self.http_state.drain()  # connections close after their last answer, between requests
         if self.grpc is not None:
             await self.grpc.drain()  # health: NOT_SERVING; the engine refuses new RPCs
         finished = True
         if self.engine is not None:
             finished = await self.engine.drain(self.settings.shutdown_grace_s)
         if self.http_state is not None:
-            for conn in list(self.http_state.connections):
-                conn.close_when_idle()
-        await asyncio.sleep(0)  # let the last responses reach their transports
+            # every request received is answered; the last answers need a moment to be read
+            remaining = max(grace_ends - loop.time(), http.LINGER_S)
+            if not await self.http_state.wait_closed(remaining):
+                log.warning("shutdown: HTTP connections still open at the end were aborted")
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
         if self.grpc is not None:

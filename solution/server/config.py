@@ -67,7 +67,11 @@ class Settings:
     max_header_bytes: int = _f(16 << 10, "largest request line + headers (431 beyond)")
     max_texts_per_request: int = _f(256, "longest JSON array accepted by /process")
     keep_alive_timeout_s: float = _f(15.0, "idle keep-alive connections close after this")
-    header_timeout_s: float = _f(10.0, "a request's headers must arrive within this (slowloris)")
+    header_timeout_s: float = _f(10.0, "a request's line and headers must arrive within this")
+    body_timeout_s: float = _f(10.0, "longest pause between two parts of a request body (408)")
+    request_timeout_s: float = _f(
+        0.0, "deadline of an HTTP request (504 once past); Request-Timeout may ask less; 0 = none"
+    )
     max_connections: int = _f(4096, "open HTTP connections; more are answered 503 and closed")
     max_pipelined: int = _f(64, "requests in flight per connection before reading pauses")
 
@@ -130,6 +134,8 @@ NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "max_texts_per_request": (1, 1 << 16, "one request's texts"),
     "keep_alive_timeout_s": (0.001, 86_400, "seconds; 0 would close every connection unanswered"),
     "header_timeout_s": (0.001, 3600, "seconds; 0 would time out every request"),
+    "body_timeout_s": (0.001, 3600, "seconds; 0 would time out every body"),
+    "request_timeout_s": (0, 86_400, "seconds; 0 = no deadline"),
     "max_connections": (1, 1 << 20, "open file descriptors"),
     "max_pipelined": (1, 1 << 16, "requests held per connection"),
     "shutdown_grace_s": (0, 3600, "seconds; Kubernetes' grace period must exceed it"),

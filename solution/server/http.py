@@ -1,114 +1,81 @@
-"""HTTP/1.1 front-end: one asyncio Protocol per connection, parsed by httptools, no framework.
+"""HTTP/1.1 front-end: one asyncio Protocol per connection, around three I/O-free parts.
 
-Per connection: the parser, a pipeline of requests answered strictly in arrival order (handled
-concurrently, so a pipelining client's texts can share a batch), a keep-alive timer armed when
-the connection goes idle, a read timer against slow clients, and flow control (reading pauses
-while the pipeline is deep or the transport's write buffer is full).
+- ``http_reader.RequestReader``: bytes in, complete requests or one terminal error out;
+- ``http_pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined``
+  handlers at once;
+- ``http_flow.FlowControl``: reading pauses while the pipeline is full or the client does not
+  read its answers.
 
-Every protocol error is answered with a JSON ``{"error": ...}`` body and a status that says what
-is wrong (400, 408, 413, 431, 503), then the connection closes; nothing reaches the wire as a
-traceback. What a request means is decided in ``routes``; this module only moves bytes.
+What remains here is the glue: the transport, the handler tasks, one timer per connection that
+watches whichever deadline its state has (the request head: ``header_timeout_s``; the body's
+progress: ``body_timeout_s``; idleness: ``keep_alive_timeout_s``; none while the server itself
+is busy or has paused reading), and how a connection ends:
+
+- an error (400, 408, 413, 431, 501, 505, 503 at the connection limit) is answered after every
+  request received before it, with ``Connection: close``, then a lingering close;
+- a half-close (EOF) after complete requests: they are answered, then the connection closes;
+- the client leaving (the connection lost) cancels its handlers (the engine drops their texts);
+- drain (``ServerState.drain``): every request already received is answered, the last one
+  with ``Connection: close``, and the connection closes between requests; one idle when the
+  drain begins stays open ``DRAIN_IDLE_S`` for a request its client may already have sent.
+
+Every request whose first byte arrived ends in exactly one ``on_response`` call: the status
+written, or 499 when the client left before its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import cast
 
-import httptools
-import orjson
-
 from .config import Settings
+from .http_flow import PIPELINE, WRITE, FlowControl
+from .http_messages import (
+    CLIENT_GONE,
+    CONTINUE,
+    Observe,
+    Request,
+    RequestHead,
+    Response,
+    encode_response,
+    error_response,
+)
+from .http_pipeline import Exchange, ResponsePipeline
+from .http_reader import Phase, RequestError, RequestReader
+
+__all__ = [
+    "DRAIN_IDLE_S",
+    "LINGER_S",
+    "Handler",
+    "HttpProtocol",
+    "Observe",
+    "Request",
+    "RequestHead",
+    "Response",
+    "ServerState",
+    "error_response",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("solution.access")
 
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    keep_alive: bool
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
 Handler = Callable[[Request], Awaitable[Response]]
 
-
-def error_response(
-    status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> Response:
-    return Response(status, orjson.dumps({"error": message}), headers=headers or [])
-
-
-_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
-
-
-_HEADS: dict[tuple[int, bytes], bytes] = {}  # (status, content type) -> head up to the length
-
-
-def encode_response(response: Response, keep_alive: bool) -> bytes:
-    """Status line and headers are built once per (status, content type) and reused: on the hot
-    path only the length and the connection header change."""
-    key = (response.status, response.content_type)
-    head = _HEADS.get(key)
-    if head is None:
-        status = _STATUS_LINES.get(response.status, f"HTTP/1.1 {response.status} \r\n".encode())
-        head = _HEADS[key] = b"%scontent-type: %s\r\ncontent-length: " % (
-            status,
-            response.content_type,
-        )
-    extra = b"".join(b"%s: %s\r\n" % pair for pair in response.headers)
-    connection = b"keep-alive" if keep_alive else b"close"
-    return b"%s%d\r\n%sconnection: %s\r\n\r\n%s" % (
-        head,
-        len(response.body),
-        extra,
-        connection,
-        response.body,
-    )
-
-
-# After an error response, how long input is drained before the socket closes: enough for a
+# After the last answer, how long input is drained before the socket closes: enough for a
 # client on a slow link to read a short error; short enough that a hostile one holds no slot.
 LINGER_S = 2.0
 
-
-_METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
-
-
-def _path_of(target: bytes) -> str:
-    """The path of a request target. The usual origin form ("/process") is split here; other
-    forms (absolute URLs) go through httptools' URL parser."""
-    if target.startswith(b"/"):
-        path = target.split(b"?", 1)[0].split(b"#", 1)[0]
-    else:
-        try:
-            path = httptools.parse_url(target).path or b""
-        except httptools.HttpParserInvalidURLError:
-            raise _ProtocolError(400, "malformed request target") from None
-    return path.decode("utf-8", "replace")
-
-
-class _ProtocolError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+# On drain, how long an idle connection stays open for a request its client may already have
+# sent: a client sending back to back writes its next request the moment it reads an answer,
+# and closing at that moment would lose it (EOF, no answer). Such a request is answered with
+# Connection: close; a connection idle this long is closed.
+DRAIN_IDLE_S = 1.0
 
 
 @dataclass
@@ -118,285 +85,301 @@ class ServerState:
     settings: Settings
     handler: Handler
     connections: set[HttpProtocol] = field(default_factory=set)
-    on_response: Callable[[Request, int, float], None] | None = None  # metrics hook
+    on_response: Observe | None = None  # the metrics hook (see Observe)
     draining: bool = False
+    _all_closed: asyncio.Event | None = field(default=None, repr=False)
 
+    def drain(self) -> None:
+        """Stop keep-alive: connections close after their last answer (an idle one after
+        DRAIN_IDLE_S). Close the listener first, so that no new connection arrives."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.close_when_idle()
 
-class _Cycle:
-    """One request/response exchange; ``response`` is set when the handler finishes."""
+    async def wait_closed(self, timeout_s: float) -> bool:
+        """Wait until every connection has closed; after ``timeout_s`` abort the rest (their
+        unanswered requests are reported as 499). True when none had to be aborted."""
+        if not self.connections:
+            return True
+        self._all_closed = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._all_closed.wait()
+            return True
+        except TimeoutError:
+            for conn in list(self.connections):
+                conn.abort()
+            return False
 
-    __slots__ = ("keep_alive", "request", "response", "started", "task")
-
-    def __init__(self, request: Request):
-        self.request = request
-        self.keep_alive = request.keep_alive
-        self.response: Response | None = None  # encoded when written: keep-alive may change
-        self.task: asyncio.Task[None] | None = None
-        self.started = time.perf_counter()
+    def forget(self, conn: HttpProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
 
 
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, state: ServerState):
+    transport: asyncio.Transport  # set in connection_made, before any other callback
+    flow: FlowControl
+
+    def __init__(
+        self,
+        state: ServerState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.state = state
         self.settings = state.settings
-        self.loop = asyncio.get_running_loop()
-        # per connection
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        self.pipeline: deque[_Cycle] = deque()
-        self.keep_alive_timer: asyncio.TimerHandle | None = None
-        self.read_timer: asyncio.TimerHandle | None = None
-        self.pause_reasons: set[str] = set()
-        self.closing = False
-        # the request being parsed
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
-        self.body: list[bytes] = []
-        self.body_bytes = 0
-        self.expect_continue = False
+        self.loop = loop or asyncio.get_running_loop()
+        self.clock = clock  # time.monotonic: the engine compares deadlines with it
+        self.reader = RequestReader(state.settings)
+        self.pipeline = ResponsePipeline(state.settings.max_pipelined)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_due = math.inf  # when ``timer`` fires
+        self.idle_since = 0.0
+        self.draining = state.draining  # close between requests (after DRAIN_IDLE_S idle)
+        self.drain_started = 0.0
+        self.client_done = False  # the client half-closed: answer what came, then close
+        self.closing = False  # the last answer is written; input is only drained now
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.flow = FlowControl(self.transport)
+        now = self.idle_since = self.clock()
         if len(self.state.connections) >= self.settings.max_connections:
-            self._fail(503, "too many connections; retry later", [(b"retry-after", b"1")])
+            self.reader.stop()
+            refusal = RequestError(
+                503, "too many connections; retry later", RequestHead(None, None), now
+            )
+            refusal.headers.append((b"retry-after", b"1"))
+            self._add_error(refusal)
             return
         self.state.connections.add(self)
-        self._arm_keep_alive()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
-        self.closing = True
-        self._cancel_timers()
-        self._abandon_pipeline()
-
-    def _abandon_pipeline(self) -> None:
-        """The client left: its requests need no compute (the engine drops cancelled texts)."""
-        for cycle in self.pipeline:
-            if cycle.task is not None:
-                cycle.task.cancel()
-        self.pipeline.clear()
+        self._watch(now)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
-            return
-        if self.keep_alive_timer is not None:
-            self.keep_alive_timer.cancel()
-            self.keep_alive_timer = None
-        try:
-            self.parser.feed_data(data)
-        except _ProtocolError as exc:
-            self._fail(exc.status, str(exc))
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _ProtocolError):
-                self._fail(cause.status, str(cause))
-            else:
-                self._fail(400, f"malformed HTTP request: {exc}")
-            return
-        if not self.pipeline and self.read_timer is None:
-            self._arm_keep_alive()  # bytes that began no request must not keep it open forever
+            return  # lingering: read and dropped
+        now = self.clock()
+        for event in self.reader.feed(data, now):
+            if isinstance(event, Request):
+                self._add_request(event, now)
+            elif isinstance(event, RequestError):
+                self._add_error(event)
+            elif not self.pipeline:  # 100 Continue; behind others it would take their slot
+                self.transport.write(CONTINUE)
+        if not self.pipeline or self.reader.phase is not Phase.IDLE:
+            self._watch(now)  # (else: the handlers are working; nothing of the client's to time)
 
     def eof_received(self) -> bool:
-        """The client closed its side. Like Go's net/http and nginx, read that as the client
-        going away: requests in flight are cancelled, so an abandoned request (a load tester's
-        timeout, a closed browser tab) costs no compute. A request cut off mid-way is answered
-        400, for a client that only half-closed."""
-        if not self.closing:
-            if self.read_timer is not None:  # a request had begun and not completed
-                self._fail(400, "connection closed before the request was complete")
-            else:
-                self._abandon_pipeline()
-                self._close()
-        return False  # let the transport close once its buffer is written
+        """The client closed its side. Complete requests are still answered (nc -N, HTTP/1.0
+        scripts, health checks half-close after sending); one cut off half-way gets 400."""
+        if self.closing:
+            self.transport.close()  # a lingering close is over: the client read its answer
+            return True
+        self.client_done = True
+        for error in self.reader.eof():
+            self._add_error(error)
+        if not self.pipeline and not self.closing:
+            self._close()
+        return True  # closing is up to us: there may be answers still to write
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: its handlers are cancelled (the engine drops their texts
+        before compute) and what was not answered is reported as 499."""
+        self.state.forget(self)
+        self.closing = True
+        self._cancel_timer()
+        gone = self.reader.abandon()
+        self._abandon()
+        if gone is not None:
+            self._report(gone.head, gone.started, CLIENT_GONE)
 
     def pause_writing(self) -> None:
-        self._pause("write")
+        self.flow.pause(WRITE)
 
     def resume_writing(self) -> None:
-        self._resume("write")
+        if self.flow.resume(WRITE):
+            self._resumed()
 
-    # ---- httptools callbacks ---------------------------------------------------------------
+    # ---- requests in ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.header_bytes = 0
-        self.body = []
-        self.body_bytes = 0
-        self.expect_continue = False
-        if self.read_timer is None:
-            self.read_timer = self.loop.call_later(
-                self.settings.header_timeout_s, self._read_timeout
-            )
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self._count_header_bytes(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value) + 4)
-        name = name.lower()
-        self.headers.append((name, value))
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
-
-    def on_headers_complete(self) -> None:
-        length = self.parser_content_length()
-        if length > self.settings.max_body_bytes:
-            raise _ProtocolError(413, f"body larger than {self.settings.max_body_bytes} bytes")
-        if self.expect_continue and not self.pipeline and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def parser_content_length(self) -> int:
-        raw = next((v for n, v in self.headers if n == b"content-length"), b"0")
-        try:
-            return int(raw)
-        except ValueError:  # llhttp rejects it too; answer the clearer message first
-            raise _ProtocolError(400, "invalid content-length") from None
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-        if self.body_bytes > self.settings.max_body_bytes:
-            raise _ProtocolError(413, f"body larger than {self.settings.max_body_bytes} bytes")
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.read_timer is not None:
-            self.read_timer.cancel()
-            self.read_timer = None
-        method = self.parser.get_method()
-        request = Request(
-            method=_METHODS.get(method) or method.decode("ascii", "replace"),
-            path=_path_of(self.url),
-            headers=self.headers,
-            body=b"".join(self.body),
-            keep_alive=self.parser.should_keep_alive() and not self.state.draining,
-        )
-        cycle = _Cycle(request)
-        self.pipeline.append(cycle)
-        cycle.task = self.loop.create_task(self._run(cycle))
+    def _add_request(self, request: Request, now: float) -> None:
+        self.pipeline.add(Exchange(request, now, request.keep_alive))
+        exchange = self.pipeline.next_to_start()  # only the new one can have become startable
+        if exchange is not None:
+            exchange.task = self.loop.create_task(self._run(exchange))
         if len(self.pipeline) >= self.settings.max_pipelined:
-            self._pause("pipeline")
+            self.flow.pause(PIPELINE)
 
-    # ---- responses ---------------------------------------------------------------------------
+    def _add_error(self, error: RequestError) -> None:
+        self.pipeline.add(Exchange(error.head, error.started, False, error.response()))
+        self._flush()
 
-    async def _run(self, cycle: _Cycle) -> None:
+    def _start_ready(self) -> None:
+        while (exchange := self.pipeline.next_to_start()) is not None:
+            exchange.task = self.loop.create_task(self._run(exchange))
+
+    async def _run(self, exchange: Exchange) -> None:
+        request = cast(Request, exchange.info)  # only requests are started, never refusals
         try:
-            response = await self.state.handler(cycle.request)
+            response = await self.state.handler(request)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("handler failed", extra={"path": cycle.request.path})
+            log.exception("handler failed", extra={"path": request.path})
             response = error_response(500, "internal error")
-        cycle.response = response
-        if self.state.on_response is not None:
-            self.state.on_response(
-                cycle.request, response.status, time.perf_counter() - cycle.started
-            )
-        if self.settings.access_log:
-            access_log.info(
-                "%s %s %d %.1fms",
-                cycle.request.method,
-                cycle.request.path,
-                response.status,
-                1000 * (time.perf_counter() - cycle.started),
-            )
+        exchange.response = response
         self._flush()
 
-    def _flush(self) -> None:
-        """Write finished responses in request order; stop at the first unfinished one."""
-        transport = self.transport
-        while self.pipeline and self.pipeline[0].response is not None and transport is not None:
-            cycle = self.pipeline.popleft()
-            assert cycle.response is not None
-            transport.write(encode_response(cycle.response, cycle.keep_alive))
-            if not cycle.keep_alive:
-                self._close()
-                return
-        if len(self.pipeline) < self.settings.max_pipelined:
-            self._resume("pipeline")
-        if not self.pipeline:
-            self._arm_keep_alive()
+    # ---- answers out ------------------------------------------------------------------------
 
-    def _fail(
-        self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        """Answer a protocol-level error and close. Earlier pipelined requests are abandoned:
-        after unparseable bytes the stream cannot be trusted."""
-        self._abandon_pipeline()
-        transport = self.transport
-        if transport is None or transport.is_closing():
+    def _flush(self) -> None:
+        """Write finished answers in request order; stop at the first unfinished one."""
+        pipeline = self.pipeline
+        while not self.closing and (exchange := pipeline.pop_answered()) is not None:
+            response = cast(Response, exchange.response)
+            last = not pipeline and (
+                self.client_done or (self.draining and self.reader.phase is Phase.IDLE)
+            )
+            keep_alive = exchange.keep_alive and not last
+            self.transport.write(encode_response(response, keep_alive, exchange.head_only))
+            if self.state.on_response is not None or self.settings.access_log:
+                self._report(exchange.info, exchange.received, response.status)
+            if not keep_alive:
+                self._finish()
+                return
+        if len(pipeline) > pipeline.started:
+            self._start_ready()
+        if (
+            self.flow.paused
+            and len(pipeline) < self.settings.max_pipelined
+            and self.flow.resume(PIPELINE)
+        ):
+            self._resumed()
+        if not pipeline:
+            self.idle_since = now = self.clock()
+            # usually the timer is armed earlier already (it re-arms itself when it fires early)
+            if self.draining or now + self.settings.keep_alive_timeout_s < self.timer_due:
+                self._watch(now)
+
+    def _report(self, info: Request | RequestHead, received: float, status: int) -> None:
+        observe = self.state.on_response
+        if observe is None and not self.settings.access_log:
             return
-        transport.write(encode_response(error_response(status, message, headers), False))
-        # Lingering close: send EOF, keep reading (and discarding) for a moment, then close. An
-        # immediate close with unread input makes the kernel send RST, and a client still
-        # uploading a large body would lose the 413 it should read.
+        seconds = self.clock() - received
+        if observe is not None:
+            observe(info, status, seconds)
+        if self.settings.access_log:
+            access_log.info(
+                "%s %s %d %.1fms", info.method or "-", info.path or "-", status, 1000 * seconds
+            )
+
+    def _abandon(self) -> None:
+        for exchange in self.pipeline.abandon():
+            if exchange.task is not None:
+                exchange.task.cancel()
+            self._report(exchange.info, exchange.received, CLIENT_GONE)
+
+    # ---- endings ------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """The last answer is written. Lingering close: send EOF, keep reading (and dropping)
+        for a moment, then close. An immediate close with unread input makes the kernel send
+        RST, and a client still uploading a large body would lose the 413 it should read."""
         self.closing = True
-        self._cancel_timers()
-        self.pause_reasons.clear()
-        transport.resume_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-        self.loop.call_later(LINGER_S, transport.close)
+        self._cancel_timer()
+        self.reader.stop()
+        self._abandon()  # nothing is left behind a final answer; if it were, it is reported
+        if self.client_done:
+            self.transport.close()
+            return
+        self.flow.release()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.timer = self.loop.call_later(LINGER_S, self.transport.close)
 
     def _close(self) -> None:
+        """Close between requests (idle, draining, or the client half-closed while idle)."""
         self.closing = True
-        self._cancel_timers()
-        if self.transport is not None and not self.transport.is_closing():
+        self._cancel_timer()
+        self.reader.stop()
+        if not self.transport.is_closing():
             self.transport.close()
 
-    # ---- timers and flow control -------------------------------------------------------------
-
-    def _count_header_bytes(self, n: int) -> None:
-        self.header_bytes += n
-        if self.header_bytes > self.settings.max_header_bytes:
-            raise _ProtocolError(
-                431, f"request line and headers exceed {self.settings.max_header_bytes} bytes"
-            )
-
-    def _read_timeout(self) -> None:
-        self.read_timer = None
-        self._fail(408, f"request not received within {self.settings.header_timeout_s}s")
-
-    def _arm_keep_alive(self) -> None:
-        if self.keep_alive_timer is None and not self.closing:
-            self.keep_alive_timer = self.loop.call_later(
-                self.settings.keep_alive_timeout_s, self._idle_timeout
-            )
-
-    def _idle_timeout(self) -> None:
-        self.keep_alive_timer = None
-        if not self.pipeline:
-            self._close()
-
-    def _cancel_timers(self) -> None:
-        for timer in (self.keep_alive_timer, self.read_timer):
-            if timer is not None:
-                timer.cancel()
-        self.keep_alive_timer = self.read_timer = None
-
-    def _pause(self, reason: str) -> None:
-        if not self.pause_reasons and self.transport is not None:
-            self.transport.pause_reading()
-        self.pause_reasons.add(reason)
-
-    def _resume(self, reason: str) -> None:
-        if reason in self.pause_reasons:
-            self.pause_reasons.discard(reason)
-            if not self.pause_reasons and self.transport is not None and not self.closing:
-                self.transport.resume_reading()
-
     def close_when_idle(self) -> None:
-        """Shutdown: close now if nothing is in flight, else after the last response."""
-        if not self.pipeline:
+        """Drain: the last answer says Connection: close and the connection closes after it;
+        one idle now closes after DRAIN_IDLE_S unless a request arrives first."""
+        if self.draining or self.closing:
+            return
+        self.draining = True
+        self.drain_started = now = self.clock()
+        self._watch(now)
+
+    def abort(self) -> None:
+        """The grace period is over: drop the connection and whatever it still owes."""
+        self.transport.abort()
+
+    # ---- the one timer ----------------------------------------------------------------------
+
+    def _deadline(self) -> float | None:
+        """When the connection's state runs out of time; None while the wait is the server's
+        (handlers running, reading paused by us) or nothing is left to wait for."""
+        if self.closing:
+            return None
+        phase = self.reader.phase
+        if phase is Phase.IDLE:
+            if self.pipeline:
+                return None
+            # also while writing is paused: a client that neither reads nor sends is idle
+            idle_until = self.idle_since + self.settings.keep_alive_timeout_s
+            if self.draining:
+                return min(idle_until, max(self.idle_since, self.drain_started) + DRAIN_IDLE_S)
+            return idle_until
+        if self.flow.paused:
+            return None
+        if phase is Phase.HEAD:
+            return self.reader.started + self.settings.header_timeout_s
+        if phase is Phase.BODY:
+            return self.reader.progress + self.settings.body_timeout_s
+        return None
+
+    def _watch(self, now: float) -> None:
+        """Arm the timer for the current deadline unless it already fires earlier (then it
+        re-arms itself): under load a connection's timer rarely moves."""
+        due = self._deadline()
+        if due is not None and due < self.timer_due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_later(due - now, self._on_timer)
+            self.timer_due = due
+
+    def _on_timer(self) -> None:
+        self.timer, self.timer_due = None, math.inf
+        due = self._deadline()
+        if due is None:
+            return
+        now = self.clock()
+        if now < due:
+            self._watch(now)
+        elif self.reader.phase is Phase.IDLE and self.flow.paused:
+            self.transport.abort()  # its answers sit unread: a close would wait for them forever
+        elif self.reader.phase is Phase.IDLE:
             self._close()
-        else:
-            self.pipeline[-1].keep_alive = False
+        elif (error := self.reader.expire()) is not None:
+            self._add_error(error)
+
+    def _resumed(self) -> None:
+        """Reading resumed: a request held up by our pause gets its time afresh."""
+        now = self.clock()
+        self.reader.restart_clocks(now)
+        self._watch(now)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_due = None, math.inf
 
 
 async def serve(state: ServerState, host: str, port: int) -> asyncio.Server:

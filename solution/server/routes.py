@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -34,6 +35,7 @@ ERROR_STATUS: dict[type[ServiceError], int] = {
 RETRY_AFTER = {Overloaded, ShuttingDown, NotReady}
 
 _OK = b'{"status":"ok"}'
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones are left after json.loads
 
 
 def decode_texts(body: bytes) -> tuple[list[str], bool]:
@@ -42,10 +44,18 @@ def decode_texts(body: bytes) -> tuple[list[str], bool]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses escaped lone surrogates ("\\ud800"), which JSON's grammar allows;
-        # the standard parser accepts them, and they are replaced so the tokenizer can read them.
+        # orjson refuses escaped lone surrogates ("\\ud800"), which JSON's grammar allows (a
+        # JavaScript client's cut emoji); the standard parser reads them, after a strict UTF-8
+        # check (it would pass encoded surrogates, which RFC 3629 forbids), and they become
+        # U+FFFD, as WHATWG's USVString conversion does, so the tokenizer can read them.
         try:
-            value = json.loads(body)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidInput(
+                f"body is not valid UTF-8: {bad.reason} at byte {bad.start}"
+            ) from None
+        try:
+            value = json.loads(text)
         except (ValueError, RecursionError):
             raise InvalidInput(f"body is not valid JSON: {exc}") from None
         value = _replace_surrogates(value)
@@ -60,7 +70,7 @@ def decode_texts(body: bytes) -> tuple[list[str], bool]:
 
 def _replace_surrogates(value: object) -> object:
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_replace_surrogates(v) for v in value]
     return value
@@ -85,8 +95,10 @@ class Routes:
         if methods is None:
             return error_response(404, f"no route {request.path!r}; POST /process classifies")
         handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = methods.get("GET")  # the HTTP layer sends the answer without its body
         if handler is None:
-            allow = ", ".join(methods).encode()
+            allow = ", ".join([*methods, "HEAD"] if "GET" in methods else methods).encode()
             return error_response(
                 405, f"{request.method} not allowed on {request.path}", [(b"allow", allow)]
             )
@@ -97,7 +109,7 @@ class Routes:
 
     async def process(self, request: Request) -> Response:
         texts, single = decode_texts(request.body)
-        results = await self.service.classify(texts, deadline=None, protocol="http")
+        results = await self.service.classify(texts, deadline=request.deadline, protocol="http")
         return Response(200, orjson.dumps(results[0] if single else results))
 
     async def health(self, request: Request) -> Response:

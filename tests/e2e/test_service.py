@@ -90,6 +90,52 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(standins_
     assert '"all_answered": true' in output.replace('":true', '": true')
 
 
+def test_sigterm_answers_every_request_sent_on_kept_alive_connections(standins_tiny, tmp_path):
+    """Keep-alive clients sending back to back while SIGTERM drains: none gets EOF or RST
+    instead of an answer; each ends on an answer that says Connection: close."""
+    import http.client
+
+    srv = Server(standins_tiny, tmp_path / "server.log", CLS_SHUTDOWN_GRACE_S="20")
+    srv.wait_ready()
+    answered: list[tuple[int, str]] = []
+    lost: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        try:
+            for i in range(100_000):
+                try:
+                    conn.request("POST", "/process", json.dumps(f"k{i}").encode())
+                    response = conn.getresponse()
+                    response.read()
+                except OSError as exc:
+                    with lock:
+                        lost.append(repr(exc))
+                    return
+                closing = (response.getheader("connection") or "") == "close"
+                with lock:
+                    answered.append((response.status, "close" if closing else "keep-alive"))
+                if closing:
+                    return
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(answered) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    exit_code = srv.stop()
+    for t in threads:
+        t.join(60)
+    assert exit_code == 0
+    assert lost == []
+    assert {status for status, _ in answered} <= {200, 503}
+    assert [c for _, c in answered].count("close") == 8  # each connection ended by the server
+
+
 def test_unreachable_hub_fails_clearly_and_names_make_demo(tmp_path):
     config = tmp_path / "models.json"
     config.write_text(json.dumps({"models": [{"key": "m", "source": "no-such-org/no-model"}]}))

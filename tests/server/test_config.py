@@ -24,6 +24,8 @@ def test_defaults_env_and_flags_in_that_order():
         ({"CLS_MODEL_CONFIG": "/nonexistent.json"}, "CLS_MODEL_CONFIG"),
         ({"CLS_QUEUE_TEXTS": "0"}, "CLS_QUEUE_TEXTS"),
         ({"CLS_CUDA_GRAPHS": "sometimes"}, "CLS_CUDA_GRAPHS"),
+        ({"CLS_BODY_TIMEOUT_S": "-1"}, "CLS_BODY_TIMEOUT_S"),
+        ({"CLS_REQUEST_TIMEOUT_S": "-0.5"}, "CLS_REQUEST_TIMEOUT_S"),
     ],
 )
 def test_invalid_settings_name_what_to_change(env, message):

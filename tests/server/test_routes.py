@@ -3,6 +3,8 @@ error table."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -30,7 +32,10 @@ def req(method: str, path: str, body: bytes = b"") -> Request:
         (b'""', [""], True),
         (b'"a\\u0000b\\u001f"', ["a\x00b\x1f"], True),
         (b'["x", "", "\\ud83d\\ude00"]', ["x", "", "😀"], False),
-        (b'"\\ud800 lone surrogate"', ["? lone surrogate"], True),
+        # an escaped lone surrogate (JavaScript's JSON.stringify of a cut emoji) is valid JSON
+        # but no character: it becomes U+FFFD, as WHATWG's USVString conversion does
+        (b'"\\ud800 lone surrogate"', ["\ufffd lone surrogate"], True),
+        (b'["\\udc00", "\\ud83d"]', ["\ufffd", "\ufffd"], False),
         (b"[]", [], False),
     ],
 )
@@ -42,7 +47,9 @@ def test_decode_accepts_strings_and_arrays_of_strings(body, texts, single):
     "body, message",
     [
         (b"", "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "not valid UTF-8"),
+        (b'"\xed\xa0\x80"', "not valid UTF-8"),  # an encoded surrogate (RFC 3629 3)
+        (b'"\xc0\xaf"', "not valid UTF-8"),  # an overlong encoding
         (b'"unterminated', "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
         (b"42", "got int"),
@@ -100,6 +107,26 @@ async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):
     assert (await routes(req("GET", "/nope"))).status == 404
     response = await routes(req("GET", "/process"))
     assert response.status == 405 and (b"allow", b"POST") in response.headers
+
+
+async def test_head_is_answered_like_get_where_get_is_allowed(engine):
+    routes = Routes(bound_service(engine, 4))
+    for path in ("/health", "/ready"):
+        head, get = await routes(req("HEAD", path)), await routes(req("GET", path))
+        assert (head.status, head.body) == (get.status, get.body)
+    response = await routes(req("HEAD", "/process"))
+    assert response.status == 405 and (b"allow", b"POST") in response.headers
+    response = await routes(req("POST", "/health"))
+    assert response.status == 405 and (b"allow", b"GET, HEAD") in response.headers
+
+
+async def test_process_hands_the_request_deadline_to_the_engine(engine):
+    routes = Routes(bound_service(engine, 4))
+    late = Request("POST", "/process", [], b'"too late"', True, deadline=time.monotonic() - 1)
+    response = await routes(late)
+    assert response.status == 504 and b"deadline" in response.body
+    soon = Request("POST", "/process", [], b'"in time"', True, deadline=time.monotonic() + 60)
+    assert (await routes(soon)).status == 200
 
 
 async def test_health_and_ready(engine):

@@ -5,10 +5,12 @@
 
 Without ``--target`` it starts ``python -m solution.server`` on the tiny stand-ins itself, so it
 can also watch the process: that it never dies, and how its memory moves. Each case opens a
-connection, sends its bytes (valid ones with ``Connection: close``; others followed by EOF, which
-ends an incomplete request), and reads until the server closes. A case *violates*
-when a valid request is not answered 200, a bad one gets a 5xx or no answer at all, or anything
-gets a 500. A case *hangs* when nothing comes back within the timeout.
+connection, sends its bytes (most followed by EOF, a half-close, which ends an incomplete
+request and must not lose a complete one), and reads until the server closes. A case *violates*
+when a valid request is not answered 200, a bad one gets a 5xx other than 501/505 or no answer
+at all, anything gets a 500, or a case with known answers gets anything else on the wire
+(HEAD answers read without a body, nothing may follow the last). A case *hangs* when nothing
+comes back within the timeout.
 
 Then the gRPC cases (hostile bytes, ``--concurrency`` in flight), and two floods: ``--grpc-flood``
 valid ``Classify`` calls sent at once through one connection, then spread over 16, while a light
@@ -40,6 +42,8 @@ from tests.stress.hostile import Case, cases
 from tests.stress.hostile_grpc import CLASSIFY, GrpcCase, flood_cases, grpc_cases
 
 STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+LENGTH = re.compile(rb"(?im)^content-length: *(\d+)\r?$")
+REFUSED = {501, 505}  # the server's refusals of what it does not implement, not its failures
 
 
 @dataclass
@@ -70,8 +74,8 @@ async def run_case(host: str, port: int, case: Case, tally: Tally, timeout_s: fl
     try:
         try:
             writer.write(case.data)
-            if case.expect != "ok":  # EOF ends an incomplete request; the server reads it as
-                writer.write_eof()  # the client leaving, so a valid request must not send it
+            if case.half_close:
+                writer.write_eof()
             await writer.drain()
         except OSError:
             pass  # the server may refuse a large body early; its answer is still readable
@@ -84,10 +88,30 @@ async def run_case(host: str, port: int, case: Case, tally: Tally, timeout_s: fl
         pass  # reset after an error response: judged on what was received
     finally:
         writer.close()
-    judge(case, [int(s) for s in STATUS.findall(received)], tally)
+    judge(case, received, tally)
 
 
-def judge(case: Case, statuses: list[int], tally: Tally) -> None:
+def read_answers(data: bytes, methods: list[str]) -> tuple[list[int], bytes]:
+    """The statuses of the responses in ``data``, framed as answers to ``methods`` (a HEAD
+    answer has no body whatever its Content-Length says), and the bytes left after them."""
+    statuses: list[int] = []
+    i = 0
+    for method in methods:
+        end = data.find(b"\r\n\r\n", i)
+        status = STATUS.match(data, i)
+        if end < 0 or status is None:
+            break
+        length = LENGTH.search(data, i, end + 2)
+        i = end + 4 + (0 if method == "HEAD" or length is None else int(length.group(1)))
+        statuses.append(int(status.group(1)))
+    return statuses, data[i:]
+
+
+def judge(case: Case, received: bytes, tally: Tally) -> None:
+    if case.answers:
+        statuses, rest = read_answers(received, [method for _, method in case.answers])
+    else:
+        statuses, rest = [int(s) for s in STATUS.findall(received)], b""
     tally.statuses.update(statuses)
     if not statuses:
         tally.closed_silently += 1
@@ -96,13 +120,17 @@ def judge(case: Case, statuses: list[int], tally: Tally) -> None:
         return
     tally.answered += 1
     first = statuses[0]
-    if first == 503:
-        tally.refused += 1
+    expected = [status for status, _ in case.answers]
+    if 503 in statuses and statuses[: statuses.index(503)] == expected[: statuses.index(503)]:
+        tally.refused += 1  # overload protection, answered in its slot
     elif 500 in statuses:
         tally.violate(case, "500 internal error")
+    elif case.answers:
+        if statuses != expected or rest:
+            tally.violate(case, f"answered {statuses} + {len(rest)} bytes, expected {expected}")
     elif case.expect == "ok" and first != 200:
         tally.violate(case, f"valid request answered {first}")
-    elif case.expect == "reject" and not 400 <= first < 500:
+    elif case.expect == "reject" and not (400 <= first < 500 or first in REFUSED):
         tally.violate(case, f"bad request answered {first}")
 
 
