@@ -37,6 +37,7 @@ from .errors import (
     ServiceError,
     ShuttingDown,
 )
+from .options import SINGLE, Options
 from .service import Observe, Service
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ _HEALTH_NAMES = (health.OVERALL_HEALTH, SERVICE_NAME)
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M, grpc.aio.ServicerContext], Awaitable[Message]]
-METHODS = ("Classify", "ClassifyBatch")
+METHODS = ("Classify", "ClassifyBatch", "ListModels")
 
 
 class ClassifierHandlers:
@@ -75,22 +76,33 @@ class ClassifierHandlers:
     async def classify(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassifyResponse:
-        (result,) = await self._submit([request.text], context)
+        options = decode_options(request.options) if request.HasField("options") else None
+        (result,) = await self._submit([request.text], options, context)
         return pb.ClassifyResponse(result=encode_result(result))
 
     async def classify_batch(
         self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassifyBatchResponse:
-        results = await self._submit(list(request.texts), context)
+        options = decode_options(request.options) if request.HasField("options") else None
+        results = await self._submit(list(request.texts), options, context)
         return pb.ClassifyBatchResponse(results=[encode_result(r) for r in results])
 
+    async def list_models(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[pb.ModelInfo(**m.to_dict()) for m in self.service.models()]  # type: ignore[arg-type]
+        )
+
     async def _submit(
-        self, texts: Sequence[str], context: grpc.aio.ServicerContext
+        self, texts: Sequence[str], options: Options | None, context: grpc.aio.ServicerContext
     ) -> list[Result]:
         # The client's deadline becomes the engine's: an expired request is dropped before compute.
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return await self.service.classify(texts, deadline=deadline, protocol="grpc")
+        return await self.service.classify(
+            texts, deadline=deadline, protocol="grpc", options=options
+        )
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:
         observe = self.service.observe
@@ -101,16 +113,43 @@ class ClassifierHandlers:
                 "ClassifyBatch": _unary(
                     "ClassifyBatch", self.classify_batch, pb.ClassifyBatchRequest, observe
                 ),
+                "ListModels": _unary("ListModels", self.list_models, pb.ListModelsRequest, observe),
             },
         )
 
 
-def encode_result(result: Result) -> pb.Result:
-    return pb.Result(
-        predictions=[
-            pb.Prediction(model=k, label=p.label, score=p.score) for k, p in result.items()
-        ]
+def decode_options(message: pb.Options) -> Options:
+    """The proto's Options as the service's; ranges are checked by ``Options.check``."""
+    top_k: int | None = SINGLE
+    if message.HasField("top_k"):
+        if message.top_k < 0:
+            raise InvalidInput(f"top_k: expected 0 (every label) or a count, got {message.top_k}")
+        top_k = message.top_k or None
+    return Options(
+        models=tuple(message.models) or None,
+        top_k=top_k,
+        raw_scores=message.raw_scores,
+        truncate=message.truncate if message.HasField("truncate") else True,
     )
+
+
+def encode_result(result: Result) -> pb.Result:
+    """Every model's top label in ``predictions`` (what a v1 client reads), and its ranked labels
+    in ``rankings`` when the request asked for ``top_k``."""
+    predictions = []
+    rankings = []
+    for key, answer in result.items():
+        if isinstance(answer, list):
+            rankings.append(
+                pb.Ranking(
+                    model=key, labels=[pb.LabelScore(label=p.label, score=p.score) for p in answer]
+                )
+            )
+            if not answer:  # a threshold may leave nothing: no top label to report
+                continue
+            answer = answer[0]
+        predictions.append(pb.Prediction(model=key, label=answer.label, score=answer.score))
+    return pb.Result(predictions=predictions, rankings=rankings)
 
 
 def _unary(

@@ -154,6 +154,9 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
             gone = asyncio.ensure_future(engine.submit(["client left"]))
             await until(lambda: engine.waiting_texts == 2)
             gone.cancel()
+            # the cancellation reaches the scheduler on the loop's next turn: wait for it, or the
+            # released compute thread may cut the text into a batch first
+            await until(lambda: engine.waiting_texts == 1)
             gate.release()
             await asyncio.wait_for(asyncio.gather(blocker, ahead), 10)
             await until(lambda: engine.idle)

@@ -61,7 +61,12 @@ class FakeEngine:
         pass
 
     async def submit(
-        self, texts: list[str], *, deadline: float | None = None, origin: str = ""
+        self,
+        texts: list[str],
+        *,
+        deadline: float | None = None,
+        options: object = None,
+        origin: str = "",
     ) -> list[dict[str, Prediction]]:
         self.deadlines.append(deadline)
         if self.error is not None:
