@@ -38,7 +38,7 @@ from .errors import (
     ShuttingDown,
 )
 from .options import SINGLE, Options
-from .service import Observe, Service
+from .service import OTHER_ROUTE, Observe, Service
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,24 @@ def _unary(
     )
 
 
+def unserved_handler(observe: Observe) -> grpc.GenericRpcHandler:
+    """Every method no other handler serves: UNIMPLEMENTED, as grpc itself would answer, but
+    observed (route ``other``), so a call to a method this server lacks is counted too. Added
+    last, it sees only what the classifier, health and reflection handlers did not take. A
+    stream handler runs before any message is read, so a streaming client is answered at once."""
+
+    async def call(requests: object, context: grpc.aio.ServicerContext) -> NoReturn:
+        observe("grpc", OTHER_ROUTE, grpc.StatusCode.UNIMPLEMENTED.name, 0.0)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        raise AssertionError("context.abort always raises")
+
+    class Unserved(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            return grpc.stream_stream_rpc_method_handler(call)
+
+    return Unserved()
+
+
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
@@ -263,6 +281,7 @@ class GrpcFrontend:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        server.add_generic_rpc_handlers((unserved_handler(self.handlers.service.observe),))
         for name in _HEALTH_NAMES:
             await self.health.set(name, _NOT_SERVING)
         address = f"[{s.host}]:{s.grpc_port}" if ":" in s.host else f"{s.host}:{s.grpc_port}"
