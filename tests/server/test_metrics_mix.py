@@ -31,6 +31,7 @@ from tests.conftest import ComputeGate, until
 QUEUE_TEXTS = 12  # small, so that a held compute thread fills it with a few requests
 BODY_LIMIT = 4096
 HEADER_LIMIT = 1024
+LATE_GRPC_CALLS = 10
 
 Series = tuple[str, str, str]  # (protocol, route, status)
 
@@ -315,9 +316,10 @@ async def send_held_mix(mix: Mix, channel: grpc.aio.Channel) -> None:
         # deadlines that pass before compute
         assert await mix.http(post('"too late"', "Request-Timeout: 0.05")) == [504]
         mix.expect("http", "/process", "504")
-        late = stub.Classify(pb.ClassifyRequest(text="too late"), timeout=0.3)
-        assert await mix.grpc_status(late) == "DEADLINE_EXCEEDED"
-        mix.expect("grpc", "Classify", "DEADLINE_EXCEEDED")
+        for i in range(LATE_GRPC_CALLS):  # several: its end once raced the client's cancel
+            late = stub.Classify(pb.ClassifyRequest(text=f"too late {i}"), timeout=0.1)
+            assert await mix.grpc_status(late) == "DEADLINE_EXCEEDED"
+            mix.expect("grpc", "Classify", "DEADLINE_EXCEEDED")
         await until(lambda: engine.waiting_texts == 0)
 
         # fill the queue, then one more text over each protocol is refused
@@ -359,6 +361,6 @@ async def test_a_known_mix_over_both_protocols_is_counted_exactly(app: App):
     assert counts == per_route
     assert other["classifier_batch_texts_sum"] == mix.texts
     assert other.get("classifier_dropped_texts_total/client_gone") == 2
-    assert other.get("classifier_dropped_texts_total/deadline") == 2
+    assert other.get("classifier_dropped_texts_total/deadline") == 1 + LATE_GRPC_CALLS
     assert other.get("classifier_refused_total/overloaded") == 2
     assert other.get("classifier_failed_texts_total") == 0
