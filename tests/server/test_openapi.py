@@ -185,7 +185,7 @@ class Case:
     raw: bytes  # the request's bytes
     service: str = "real"  # "real", "unbound" (loading) or an error class of errors.py
     action: str = ""  # "timeout": advance past header_timeout_s; "full": connections at the limit
-    # "crash": the route's handler raises (the HTTP layer's 500)
+    # "crash": the handler raises (the HTTP layer's 500)
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} {self.status} {self.raw[:50]!r} {self.service}"
@@ -282,36 +282,31 @@ def test_every_documented_status_is_produced_by_a_case():
     assert listed == produced
 
 
-def routes_for(case: Case, engine: Any) -> Routes:
-    metrics = Metrics().render
+async def crash(request: http.Request) -> http.Response:
+    raise RuntimeError("a handler bug")
+
+
+def handler_for(case: Case, engine: Any) -> http.Handler:
+    if case.action == "crash":  # whatever the route, the HTTP layer answers a raising handler
+        return crash
     if case.service == "real":
         service = bound_service(engine)
     elif case.service == "unbound":
         service = Service(256)
     else:
         service = bound_service(FakeEngine(engine.keys, getattr(errors, case.service)("why")))
-    routes = Routes(service, metrics)
-    if case.action == "crash":
-
-        async def crash(request: http.Request) -> http.Response:
-            raise RuntimeError("a handler bug")
-
-        methods = routes.table[case.path]
-        methods[case.method if case.method in methods else "GET"] = crash
-    return routes
+    return Routes(service, Metrics().render)
 
 
 async def answer(case: Case, engine: Any, settings: Settings) -> Answer:
     """Send the case's bytes to a protocol on a mock transport; the one answer written."""
     loop = MockLoop()
-    state = http.ServerState(settings.replace(**LIMITS), routes_for(case, engine))
-    transports = []
+    state = http.ServerState(settings.replace(**LIMITS), handler_for(case, engine))
     for _ in range(LIMITS["max_connections"] + 1 if case.action == "full" else 1):
         protocol = http.HttpProtocol(state, loop=loop, clock=loop.time)  # type: ignore[arg-type]
         transport = MockTransport()
         transport.protocol = protocol
         protocol.connection_made(transport)  # type: ignore[arg-type]
-        transports.append(transport)
     if case.action != "full":  # the refused connection answers before any request is read
         protocol.data_received(case.raw)
     if case.action == "timeout":
