@@ -41,7 +41,8 @@ def encode_options(options: Options) -> dict[str, pb.Options]:
     the same bytes as before options existed)."""
     if options.is_default:
         return {}
-    message = pb.Options(models=options.models or (), raw_scores=options.raw_scores)
+    models = [wire_text(m) for m in options.models or ()]
+    message = pb.Options(models=models, raw_scores=options.raw_scores)
     if options.top_k is not SINGLE:
         message.top_k = options.top_k or 0  # 0: every label (HTTP's null)
     if not options.truncate:
