@@ -92,14 +92,14 @@ def _texts(value: Any, where: str) -> tuple[list[str], bool]:
     if isinstance(value, str):
         return [value], True
     if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):  # the contract's form: one pass
+            return value, False
         if any(isinstance(v, dict) for v in value):
             raise InvalidInput(
                 f"{where}: an array holds strings only; options go in one object body "
                 '{"inputs": [...], "models": [...], ...}'
             )
-        if not all(isinstance(v, str) for v in value):
-            raise InvalidInput(f"every element of {where}'s array must be a JSON string")
-        return value, False
+        raise InvalidInput(f"every element of {where}'s array must be a JSON string")
     expected = "a JSON string, an array of strings or an object with inputs"
     if where != "the body":
         expected = "a JSON string or an array of strings"
