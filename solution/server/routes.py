@@ -155,6 +155,8 @@ def _replace_surrogates(value: object) -> object:
         return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):  # the object form's "inputs" (and "models")
+        return {k: _replace_surrogates(v) for k, v in value.items()}
     return value
 
 
