@@ -548,5 +548,5 @@ def _too_long(entry: Entry, family: Family, count: int, keys: Sequence[str]) -> 
     where = f"text {entry.slot}" if entry.request.size > 1 else "the text"
     return InvalidInput(
         f"{where} has {count} tokens; {models} accept at most {family.max_tokens} "
-        '(send "truncate": true to cut it)'
+        "(set truncate to true to cut it)"
     )
