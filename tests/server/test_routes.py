@@ -157,6 +157,9 @@ async def test_health_and_ready(engine):
         (b'{"inputs": [], "top_k": null}', [], False, Options(top_k=None)),
         (b'{"inputs": "x", "truncate": false}', ["x"], True, Options(truncate=False)),
         (b'{"inputs": "x", "models": null, "top_k": 1}', ["x"], True, Options(top_k=1)),
+        # a lone surrogate inside the object form becomes U+FFFD too (it was a 500 from the
+        # tokenizer: the replacement did not look inside objects)
+        (b'{"inputs": ["a \\ud800 b"]}', ["a \ufffd b"], False, Options()),
     ],
 )
 def test_decode_accepts_the_object_form(body, texts, single, options):
