@@ -35,7 +35,8 @@ class EngineExchange:
             [result] = await self.target.engine.submit([self.target.texts[index]], origin="bench")
         except ServiceError as exc:
             return type(exc).__name__, str(exc)
-        plain = {k: {"score": p.score, "label": p.label} for k, p in result.items()}
+        # default options: one prediction per model, as /process answers it
+        plain = {k: {"score": p.score, "label": p.label} for k, p in result.items()}  # type: ignore[union-attr]
         return check_result(plain, self.target.labels)
 
     def close(self) -> None:

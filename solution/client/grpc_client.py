@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import fields
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import grpc
 
@@ -14,7 +15,8 @@ from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 
-from .results import ClientError, Prediction, Refused, Result, TimedOut, Unreachable
+from .options import SINGLE, OptionFields, Options
+from .results import ClientError, ModelInfo, Prediction, Refused, Result, TimedOut, Unreachable
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -34,8 +36,31 @@ def wire_text(text: str) -> str:
         return _LONE_SURROGATE.sub("\ufffd", joined)
 
 
-def _result(message: pb.Result) -> Result:
+def encode_options(options: Options) -> dict[str, pb.Options]:
+    """The request's ``options`` field, left unset when no option is asked (the request is then
+    the same bytes as before options existed)."""
+    if options.is_default:
+        return {}
+    models = [wire_text(m) for m in options.models or ()]
+    message = pb.Options(models=models, raw_scores=options.raw_scores)
+    if options.top_k is not SINGLE:
+        message.top_k = options.top_k or 0  # 0: every label (HTTP's null)
+    if not options.truncate:
+        message.truncate = False
+    return {"options": message}
+
+
+def _result(message: pb.Result, options: Options) -> Result:
+    """The same ``Result`` HTTP gives: with ``top_k`` each model's ranking (``rankings``),
+    otherwise its top label (``predictions``)."""
+    if options.ranked:
+        return {r.model: [Prediction(s.score, s.label) for s in r.labels] for r in message.rankings}
     return {p.model: Prediction(p.score, p.label) for p in message.predictions}
+
+
+def _models(message: pb.ListModelsResponse) -> list[ModelInfo]:
+    names = [f.name for f in fields(ModelInfo)]
+    return [ModelInfo.from_fields({n: getattr(m, n) for n in names}) for m in message.models]
 
 
 def _error(exc: grpc.RpcError, target: str) -> ClientError:
@@ -53,7 +78,8 @@ def _error(exc: grpc.RpcError, target: str) -> ClientError:
 
 
 class GrpcClient:
-    """``classify(text)`` and ``classify_batch(texts)`` over one channel."""
+    """``classify(text)``, ``classify_batch(texts)`` (both take the per-request options as
+    keywords, as ``HttpClient`` does) and ``list_models()`` over one channel."""
 
     def __init__(self, target: str = DEFAULT_TARGET, timeout: float | None = 10.0):
         self.target = target
@@ -61,21 +87,26 @@ class GrpcClient:
         self._channel = grpc.insecure_channel(target)
         self._stub = pb_grpc.ClassifierStub(self._channel)
 
-    def classify(self, text: str) -> Result:
-        request = pb.ClassifyRequest(text=wire_text(text))
-        try:
-            response = self._stub.Classify(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc, self.target) from None
-        return _result(response.result)
+    def classify(self, text: str, **options: Unpack[OptionFields]) -> Result:
+        checked = Options(**options)
+        request = pb.ClassifyRequest(text=wire_text(text), **encode_options(checked))
+        return _result(self._call(self._stub.Classify, request).result, checked)
 
-    def classify_batch(self, texts: Sequence[str]) -> list[Result]:
-        request = pb.ClassifyBatchRequest(texts=[wire_text(t) for t in texts])
+    def classify_batch(self, texts: Sequence[str], **options: Unpack[OptionFields]) -> list[Result]:
+        checked = Options(**options)
+        wire = [wire_text(t) for t in texts]
+        request = pb.ClassifyBatchRequest(texts=wire, **encode_options(checked))
+        return [_result(r, checked) for r in self._call(self._stub.ClassifyBatch, request).results]
+
+    def list_models(self) -> list[ModelInfo]:
+        """The served models, in response order."""
+        return _models(self._call(self._stub.ListModels, pb.ListModelsRequest()))
+
+    def _call(self, method: Any, request: Any) -> Any:
         try:
-            response = self._stub.ClassifyBatch(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _error(exc, self.target) from None
-        return [_result(r) for r in response.results]
 
     def close(self) -> None:
         self._channel.close()
@@ -105,21 +136,28 @@ class AsyncGrpcClient:
             self._stub = pb_grpc.ClassifierStub(self._channel)
         return self._stub
 
-    async def classify(self, text: str) -> Result:
-        request = pb.ClassifyRequest(text=wire_text(text))
-        try:
-            response = await self._open().Classify(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc, self.target) from None
-        return _result(response.result)
+    async def classify(self, text: str, **options: Unpack[OptionFields]) -> Result:
+        checked = Options(**options)
+        request = pb.ClassifyRequest(text=wire_text(text), **encode_options(checked))
+        return _result((await self._call("Classify", request)).result, checked)
 
-    async def classify_batch(self, texts: Sequence[str]) -> list[Result]:
-        request = pb.ClassifyBatchRequest(texts=[wire_text(t) for t in texts])
+    async def classify_batch(
+        self, texts: Sequence[str], **options: Unpack[OptionFields]
+    ) -> list[Result]:
+        checked = Options(**options)
+        wire = [wire_text(t) for t in texts]
+        request = pb.ClassifyBatchRequest(texts=wire, **encode_options(checked))
+        return [_result(r, checked) for r in (await self._call("ClassifyBatch", request)).results]
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The served models, in response order."""
+        return _models(await self._call("ListModels", pb.ListModelsRequest()))
+
+    async def _call(self, method: str, request: Any) -> Any:
         try:
-            response = await self._open().ClassifyBatch(request, timeout=self.timeout)
+            return await getattr(self._open(), method)(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _error(exc, self.target) from None
-        return [_result(r) for r in response.results]
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -5,29 +5,50 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import orjson
 
-from .results import ClientError, Refused, Result, TimedOut, Unreachable, from_json
+from .options import OptionFields, Options
+from .results import ClientError, ModelInfo, Refused, Result, TimedOut, Unreachable, from_json
 
 DEFAULT_TARGET = "127.0.0.1:8000"
 _HEADERS = {"content-type": "application/json"}
 
 
-def _url(target: str) -> str:
-    base = target if "://" in target else f"http://{target}"
-    return base.rstrip("/") + "/process"
+def _base(target: str) -> str:
+    return (target if "://" in target else f"http://{target}").rstrip("/")
 
 
-def _body(value: str | list[str]) -> bytes:
+def request_body(inputs: str | list[str], options: Options) -> bytes:
+    """The ``/process`` body: the contract's bare string or array when no option is asked (the
+    same bytes as before options existed), else the object form with only the fields asked."""
+    if options.is_default:
+        return _dumps(inputs)
+    body: dict[str, Any] = {"inputs": inputs}
+    if options.models is not None:
+        body["models"] = list(options.models)
+    if options.ranked:
+        body["top_k"] = options.top_k  # None: every label (JSON null)
+    if options.raw_scores:
+        body["raw_scores"] = True
+    if not options.truncate:
+        body["truncate"] = False
+    return _dumps(body)
+
+
+def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         # orjson refuses lone surrogates (a str from surrogateescape, for example); the standard
         # encoder escapes them, and the server replaces them like any other client's.
         return json.dumps(value).encode()
+
+
+def _models(value: Any) -> list[ModelInfo]:
+    return [ModelInfo.from_fields(m) for m in value["models"]]
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -49,23 +70,32 @@ def _error(exc: httpx.HTTPError, url: str) -> ClientError:
 
 
 class HttpClient:
-    """``classify(text)`` and ``classify_batch(texts)`` over one keep-alive connection pool."""
+    """``classify(text)``, ``classify_batch(texts)`` (both take the per-request options as
+    keywords: ``models``, ``top_k``, ``raw_scores``, ``truncate``) and ``list_models()`` over one
+    keep-alive connection pool."""
 
     def __init__(self, target: str = DEFAULT_TARGET, timeout: float | None = 10.0):
-        self.url = _url(target)
+        base = _base(target)
+        self.url = base + "/process"
+        self.models_url = base + "/models"
         self._http = httpx.Client(timeout=timeout, headers=_HEADERS)
 
-    def classify(self, text: str) -> Result:
-        return from_json(self._post(_body(text)))
+    def classify(self, text: str, **options: Unpack[OptionFields]) -> Result:
+        return from_json(self._send("POST", self.url, request_body(text, Options(**options))))
 
-    def classify_batch(self, texts: Sequence[str]) -> list[Result]:
-        return [from_json(r) for r in self._post(_body(list(texts)))]
+    def classify_batch(self, texts: Sequence[str], **options: Unpack[OptionFields]) -> list[Result]:
+        body = request_body(list(texts), Options(**options))
+        return [from_json(r) for r in self._send("POST", self.url, body)]
 
-    def _post(self, body: bytes) -> Any:
+    def list_models(self) -> list[ModelInfo]:
+        """The served models, in response order."""
+        return _models(self._send("GET", self.models_url))
+
+    def _send(self, method: str, url: str, body: bytes | None = None) -> Any:
         try:
-            response = self._http.post(self.url, content=body)
+            response = self._http.request(method, url, content=body)
         except httpx.HTTPError as exc:
-            raise _error(exc, self.url) from None
+            raise _error(exc, url) from None
         return _decode(response)
 
     def close(self) -> None:
@@ -84,20 +114,29 @@ class AsyncHttpClient:
     """The asyncio twin of ``HttpClient``."""
 
     def __init__(self, target: str = DEFAULT_TARGET, timeout: float | None = 10.0):
-        self.url = _url(target)
+        base = _base(target)
+        self.url = base + "/process"
+        self.models_url = base + "/models"
         self._http = httpx.AsyncClient(timeout=timeout, headers=_HEADERS)
 
-    async def classify(self, text: str) -> Result:
-        return from_json(await self._post(_body(text)))
+    async def classify(self, text: str, **options: Unpack[OptionFields]) -> Result:
+        return from_json(await self._send("POST", self.url, request_body(text, Options(**options))))
 
-    async def classify_batch(self, texts: Sequence[str]) -> list[Result]:
-        return [from_json(r) for r in await self._post(_body(list(texts)))]
+    async def classify_batch(
+        self, texts: Sequence[str], **options: Unpack[OptionFields]
+    ) -> list[Result]:
+        body = request_body(list(texts), Options(**options))
+        return [from_json(r) for r in await self._send("POST", self.url, body)]
 
-    async def _post(self, body: bytes) -> Any:
+    async def list_models(self) -> list[ModelInfo]:
+        """The served models, in response order."""
+        return _models(await self._send("GET", self.models_url))
+
+    async def _send(self, method: str, url: str, body: bytes | None = None) -> Any:
         try:
-            response = await self._http.post(self.url, content=body)
+            response = await self._http.request(method, url, content=body)
         except httpx.HTTPError as exc:
-            raise _error(exc, self.url) from None
+            raise _error(exc, url) from None
         return _decode(response)
 
     async def close(self) -> None:

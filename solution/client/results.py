@@ -2,32 +2,80 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One model's answer for one text: the top label and its softmax probability."""
+    """A label and its score: the softmax probability by default, the logit with
+    ``raw_scores``, the sigmoid probability of a multi-label model."""
 
     score: float
     label: str
 
 
-# Model key -> prediction, in the server's configured model order (as HTTP /process answers).
-Result = dict[str, Prediction]
+# Model key -> its answer, in the server's configured model order (as HTTP /process answers):
+# one Prediction (the top label), or with ``top_k`` a list of them, best first. Only the models
+# a request named (``models``) are present.
+Result = dict[str, Prediction | list[Prediction]]
 
 
 def to_json(results: Result | list[Result]) -> Any:
     """The JSON value HTTP ``/process`` answers: an object per text, an array for several."""
     if isinstance(results, list):
         return [to_json(r) for r in results]
-    return {key: {"score": p.score, "label": p.label} for key, p in results.items()}
+    return {key: _answer_json(answer) for key, answer in results.items()}
+
+
+def _answer_json(answer: Prediction | list[Prediction]) -> Any:
+    if isinstance(answer, list):
+        return [{"score": p.score, "label": p.label} for p in answer]
+    return {"score": answer.score, "label": answer.label}
 
 
 def from_json(value: Any) -> Result:
     """One ``/process`` object back into a ``Result``."""
-    return {key: Prediction(float(p["score"]), str(p["label"])) for key, p in value.items()}
+    return {key: _answer(answer) for key, answer in value.items()}
+
+
+def _answer(value: Any) -> Prediction | list[Prediction]:
+    if isinstance(value, list):
+        return [_prediction(p) for p in value]
+    return _prediction(value)
+
+
+def _prediction(value: Any) -> Prediction:
+    return Prediction(float(value["score"]), str(value["label"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One served model as HTTP ``GET /models`` and gRPC ``ListModels`` describe it."""
+
+    key: str  # the response key
+    source: str  # hub id or local folder it was loaded from
+    architecture: str  # for example XLMRobertaForSequenceClassification
+    labels: tuple[str, ...]  # by class index, as the answers name them
+    tokenizer_family: str  # models of one family share one tokenization
+    device: str  # cpu, cuda:0
+    dtype: str  # fp32, fp16, bf16
+    max_tokens: int  # tokens per text, special tokens included
+    function: str  # softmax, sigmoid or none: how logits become scores
+
+    @classmethod
+    def from_fields(cls, value: Mapping[str, Any]) -> ModelInfo:
+        """From a ``GET /models`` entry (or a message's fields); fields a newer server adds are
+        left out rather than refused."""
+        return cls(
+            **{f.name: value[f.name] for f in fields(cls) if f.name != "labels"},
+            labels=tuple(value["labels"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``GET /models`` entry, fields in its order."""
+        return {**asdict(self), "labels": list(self.labels)}
 
 
 class ClientError(Exception):

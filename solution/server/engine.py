@@ -37,11 +37,20 @@ import numpy as np
 import torch
 
 from . import planning, scoring
-from .errors import DeadlineExceeded, ModelFailure, NotReady, Overloaded, ServiceError, ShuttingDown
+from .errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelFailure,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    ShuttingDown,
+)
 from .families import Family
 from .models import LoadedModel
+from .options import DEFAULT, SINGLE, Options
 from .runner import HeapTrimmer, Runner, is_fatal_device_error
-from .scheduler import Batch, BatchingLimits, Lane, Outcome, Request, Scheduler
+from .scheduler import Batch, BatchingLimits, Entry, Lane, Outcome, Request, Scheduler
 
 __all__ = ["BatchReport", "BatchingLimits", "Engine", "Prediction", "Result"]
 
@@ -56,7 +65,9 @@ class Prediction:
     label: str
 
 
-Result = dict[str, Prediction]  # response key -> prediction, in the configured model order
+# response key -> its answer, in the configured model order: one prediction (the contract), or
+# a ranked list when the request asked for ``top_k``
+Result = dict[str, Prediction | list[Prediction]]
 
 
 @dataclass
@@ -82,16 +93,18 @@ class _Pending:
     future: asyncio.Future[list[Result]]
     results: list[Result | None]
     remaining: int
+    options: Options = DEFAULT  # read by the compute thread, which formats the answers
 
 
 @dataclass
 class _Computed:
     """Answers for some rows of a batch, with what computing them cost."""
 
-    results: dict[int, Result | ServiceError]
+    results: dict[int, Result | ServiceError]  # per row: the contract's answer of its models
     gpu_seconds: list[float]
     forward_calls: int = 0
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # family: (real, computed)
+    logits: dict[int, np.ndarray] = field(default_factory=dict)  # per row: (models, labels)
 
     def __add__(self, other: _Computed) -> _Computed:
         positions = dict(self.positions)
@@ -103,6 +116,7 @@ class _Computed:
             [a + b for a, b in zip(self.gpu_seconds, other.gpu_seconds, strict=True)],
             self.forward_calls + other.forward_calls,
             positions,
+            {**self.logits, **other.logits},
         )
 
 
@@ -184,10 +198,12 @@ class Engine:
         texts: Sequence[str],
         *,
         deadline: float | None = None,
+        options: Options | None = None,
         origin: str = "",
         admit_unready: bool = False,
     ) -> list[Result]:
-        """Classify ``texts`` with every model; results in input order.
+        """Classify ``texts``; results in input order. ``options`` (checked by the caller with
+        ``Options.check``) name the models to compute and the shape of the answers.
 
         Raises ``Overloaded`` at once when the queue cannot take them, ``ShuttingDown`` while
         draining, ``NotReady`` before warm-up, ``DeadlineExceeded`` when ``deadline``
@@ -203,9 +219,12 @@ class Engine:
             return []
         assert self._loop is not None, "Engine.start() was not called"
         future: asyncio.Future[list[Result]] = self._loop.create_future()
-        request = Request(
-            len(texts), deadline, origin, _Pending(future, [None] * len(texts), len(texts))
-        )
+        options = options or DEFAULT
+        pending = _Pending(future, [None] * len(texts), len(texts), options)
+        wanted = None
+        if options.models is not None:
+            wanted = frozenset(self.keys.index(key) for key in options.models)
+        request = Request(len(texts), deadline, origin, pending, wanted)
         with self._lock:
             try:
                 self._scheduler.admit(request, texts)
@@ -323,22 +342,39 @@ class Engine:
                     if self._scheduler.stopped:
                         return
                     self._lock.wait()
-            ids = self._tokenize([e.text for e in chunk])
+            ids = self._tokenize(chunk)
             with self._lock:
                 outcomes = self._scheduler.tokenized(chunk, ids)
                 self._lock.notify_all()
             self._send(outcomes)
 
-    def _tokenize(self, texts: list[str]) -> list[list[list[int]] | ServiceError]:
-        """Ids per text per family; a text the tokenizer fails on gets its own error."""
+    def _tokenize(self, entries: list[Entry]) -> list[list[list[int]] | ServiceError]:
+        """Ids per text per family (none for a family whose models the text's request does not
+        want); a text the tokenizer fails on, or that is too long for ``truncate: false``, gets
+        its own error."""
         try:
-            per_family = [family.encode(texts) for family in self.families]
+            out: list[list[list[int]] | ServiceError] = [[[]] * len(self.families) for _ in entries]
+            for f, family in enumerate(self.families):
+                needing = [i for i, e in enumerate(entries) if _needs(e.request, family)]
+                if not needing:
+                    continue
+                encoded = family.encode([entries[i].text for i in needing])
+                for i, ids in zip(needing, encoded, strict=True):
+                    result = out[i]
+                    if isinstance(result, ServiceError):
+                        continue
+                    result[f] = ids
+                    pending: _Pending = entries[i].request.ticket
+                    if not pending.options.truncate and len(ids) >= family.max_tokens:
+                        count = family.count(entries[i].text)
+                        if count > family.max_tokens:
+                            out[i] = _too_long(entries[i], family, count, self.keys)
+            return out
         except Exception as exc:
-            if len(texts) > 1:
-                return [r for t in texts for r in self._tokenize([t])]
+            if len(entries) > 1:
+                return [r for e in entries for r in self._tokenize([e])]
             log.error("tokenizer failure on one text", extra={"error": repr(exc)})
             return [ModelFailure(f"the tokenizer failed on this text: {exc}")]
-        return [[ids[i] for ids in per_family] for i in range(len(texts))]
 
     def _compute_loop(self) -> None:
         trimmer = HeapTrimmer()
@@ -378,7 +414,11 @@ class Engine:
         for entry, row in zip(batch.entries, batch.row_of_entry, strict=True):
             result = computed.results[row]
             if isinstance(result, ServiceError):  # one exception object per text, never shared
-                result = type(result)(str(result))
+                outcomes.append((entry, type(result)(str(result))))
+                continue
+            options = entry.request.ticket.options
+            if not options.is_default:
+                result = self._answer(result, computed.logits[row], entry.request.wanted, options)
             outcomes.append((entry, result))
         report = BatchReport(
             texts=len(batch.entries),
@@ -408,6 +448,7 @@ class Engine:
                 rows,
                 self.limits.micro_batch_tokens,
                 self.limits.max_batch_texts,
+                batch.wanted,
             )
             out = self.runner.run(plan.work, len(rows))
         except Exception as exc:
@@ -421,22 +462,55 @@ class Engine:
                 return _Computed({rows[0]: failure}, [0.0] * len(self.models))
             half = len(rows) // 2
             return self._compute_rows(batch, rows[:half]) + self._compute_rows(batch, rows[half:])
-        results = self._merge(out.logits, rows)
-        return _Computed(results, out.gpu_seconds, plan.calls, plan.positions)
+        results = self._merge(out.logits, rows, batch.wanted)
+        logits = {row: out.logits[:, i] for i, row in enumerate(rows)}
+        return _Computed(results, out.gpu_seconds, plan.calls, plan.positions, logits)
 
-    def _merge(self, logits: np.ndarray, rows: list[int]) -> dict[int, Result | ServiceError]:
-        """Per text, one dict in the configured key order (scores vectorised per model)."""
+    def _merge(
+        self, logits: np.ndarray, rows: list[int], wanted: Sequence[frozenset[int] | None]
+    ) -> dict[int, Result | ServiceError]:
+        """Per row, the contract's answer of the models it computed, in the configured key
+        order (scores vectorised per model)."""
         per_model = []
         for m, model in enumerate(self.models):
-            index, score = scoring.top1_softmax(logits[m, :, : len(model.labels)])
-            per_model.append((model.key, model.labels, index, score))
-        return {
-            row: {
+            index, score = scoring.top1(logits[m, :, : len(model.labels)], model.function)
+            per_model.append((m, model.key, model.labels, index, score))
+        merged: dict[int, Result | ServiceError] = {}
+        for i, row in enumerate(rows):
+            want = wanted[row]
+            merged[row] = {
                 key: Prediction(score[i], labels[index[i]])
-                for key, labels, index, score in per_model
+                for m, key, labels, index, score in per_model
+                if want is None or m in want
             }
-            for i, row in enumerate(rows)
-        }
+        return merged
+
+    def _answer(
+        self,
+        row: Result,
+        logits: np.ndarray,
+        wanted: frozenset[int] | None,
+        options: Options,
+    ) -> Result:
+        """One text's answer shaped by its request's options (models, ``top_k``, raw scores)."""
+        answer: Result = {}
+        for m, model in enumerate(self.models):
+            if wanted is not None and m not in wanted:
+                continue
+            if options.top_k == SINGLE and not options.raw_scores:
+                answer[model.key] = row[model.key]
+                continue
+            single = options.top_k == SINGLE
+            ranked = scoring.ranked(
+                logits[m, : len(model.labels)],
+                model.function,
+                1 if single else options.top_k,
+                options.raw_scores,
+                None if single else model.spec.threshold,
+            )
+            labels = [Prediction(score, model.labels[i]) for i, score in ranked]
+            answer[model.key] = labels[0] if single else labels
+        return answer
 
     # ---- back on the event loop -----------------------------------------------------------------
 
@@ -463,3 +537,16 @@ class Engine:
     def _check_idle(self) -> None:
         if self.idle:
             self._idle.set()
+
+
+def _needs(request: Request, family: Family) -> bool:
+    return request.wanted is None or any(m in request.wanted for m in family.members)
+
+
+def _too_long(entry: Entry, family: Family, count: int, keys: Sequence[str]) -> InvalidInput:
+    models = ", ".join(keys[m] for m in family.members)
+    where = f"text {entry.slot}" if entry.request.size > 1 else "the text"
+    return InvalidInput(
+        f"{where} has {count} tokens; {models} accept at most {family.max_tokens} "
+        "(set truncate to true to cut it)"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,17 @@ class Family:
 
     def __post_init__(self) -> None:
         self.prefix_chars = self.prefix_chars or PREFIX_CHARS_PER_TOKEN * self.max_tokens
+        self._counter: Tokenizer | None = None  # built on first use: few requests need it
+        self._counter_lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        """Tokens of the whole text, special tokens included (for ``truncate: false``, whose
+        clients want to be told the length; this tokenizes all of it)."""
+        with self._counter_lock:
+            if self._counter is None:
+                self._counter = Tokenizer.from_str(self.encoder.to_str())
+                self._counter.no_truncation()
+        return len(self._counter.encode_batch([text], add_special_tokens=True)[0].ids)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids per text, truncated to ``max_tokens``: exactly what tokenizing the whole text and

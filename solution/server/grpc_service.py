@@ -37,7 +37,8 @@ from .errors import (
     ServiceError,
     ShuttingDown,
 )
-from .service import Observe, Service
+from .options import SINGLE, Options
+from .service import OTHER_ROUTE, Observe, Service
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,15 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _HEALTH_NAMES = (health.OVERALL_HEALTH, SERVICE_NAME)
 
+# A client's deadline passes before the server's (which grpc sets on the request's arrival, so
+# later by the transit time), and its cancel (RST_STREAM) says not why: a call cancelled this close
+# to its deadline, or still queued then, ends as DEADLINE_EXCEEDED, its texts dropped as "deadline"
+# (with no slack 1 call in 40 read CANCELLED / "client_gone" on an idle machine).
+DEADLINE_SLACK_S = 0.02
+
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M, grpc.aio.ServicerContext], Awaitable[Message]]
-METHODS = ("Classify", "ClassifyBatch")
+METHODS = ("Classify", "ClassifyBatch", "ListModels")
 
 
 class ClassifierHandlers:
@@ -75,22 +82,34 @@ class ClassifierHandlers:
     async def classify(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassifyResponse:
-        (result,) = await self._submit([request.text], context)
+        options = decode_options(request.options) if request.HasField("options") else None
+        (result,) = await self._submit([request.text], options, context)
         return pb.ClassifyResponse(result=encode_result(result))
 
     async def classify_batch(
         self, request: pb.ClassifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassifyBatchResponse:
-        results = await self._submit(list(request.texts), context)
+        options = decode_options(request.options) if request.HasField("options") else None
+        results = await self._submit(list(request.texts), options, context)
         return pb.ClassifyBatchResponse(results=[encode_result(r) for r in results])
 
+    async def list_models(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[pb.ModelInfo(**m.to_dict()) for m in self.service.models()]  # type: ignore[arg-type]
+        )
+
     async def _submit(
-        self, texts: Sequence[str], context: grpc.aio.ServicerContext
+        self, texts: Sequence[str], options: Options | None, context: grpc.aio.ServicerContext
     ) -> list[Result]:
         # The client's deadline becomes the engine's: an expired request is dropped before compute.
+        # A little early (DEADLINE_SLACK_S), so that the engine, not the client's cancel, ends it.
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        return await self.service.classify(texts, deadline=deadline, protocol="grpc")
+        deadline = None if remaining is None else time.monotonic() + remaining - DEADLINE_SLACK_S
+        return await self.service.classify(
+            texts, deadline=deadline, protocol="grpc", options=options
+        )
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:
         observe = self.service.observe
@@ -101,16 +120,43 @@ class ClassifierHandlers:
                 "ClassifyBatch": _unary(
                     "ClassifyBatch", self.classify_batch, pb.ClassifyBatchRequest, observe
                 ),
+                "ListModels": _unary("ListModels", self.list_models, pb.ListModelsRequest, observe),
             },
         )
 
 
-def encode_result(result: Result) -> pb.Result:
-    return pb.Result(
-        predictions=[
-            pb.Prediction(model=k, label=p.label, score=p.score) for k, p in result.items()
-        ]
+def decode_options(message: pb.Options) -> Options:
+    """The proto's Options as the service's; ranges are checked by ``Options.check``."""
+    top_k: int | None = SINGLE
+    if message.HasField("top_k"):
+        if message.top_k < 0:
+            raise InvalidInput(f"top_k: expected 0 (every label) or a count, got {message.top_k}")
+        top_k = message.top_k or None
+    return Options(
+        models=tuple(message.models) or None,
+        top_k=top_k,
+        raw_scores=message.raw_scores,
+        truncate=message.truncate if message.HasField("truncate") else True,
     )
+
+
+def encode_result(result: Result) -> pb.Result:
+    """Every model's top label in ``predictions`` (what a v1 client reads), and its ranked labels
+    in ``rankings`` when the request asked for ``top_k``."""
+    predictions = []
+    rankings = []
+    for key, answer in result.items():
+        if isinstance(answer, list):
+            rankings.append(
+                pb.Ranking(
+                    model=key, labels=[pb.LabelScore(label=p.label, score=p.score) for p in answer]
+                )
+            )
+            if not answer:  # a threshold may leave nothing: no top label to report
+                continue
+            answer = answer[0]
+        predictions.append(pb.Prediction(model=key, label=answer.label, score=answer.score))
+    return pb.Result(predictions=predictions, rankings=rankings)
 
 
 def _unary(
@@ -131,7 +177,7 @@ def _unary(
             return await handler(request, context)
         except asyncio.CancelledError:  # grpc cancels the handler when the call goes away
             remaining = context.time_remaining()
-            expired = remaining is not None and remaining <= 0
+            expired = remaining is not None and remaining <= DEADLINE_SLACK_S
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except ServiceError as exc:
@@ -147,6 +193,24 @@ def _unary(
     return grpc.unary_unary_rpc_method_handler(
         call, request_deserializer=None, response_serializer=_serialize
     )
+
+
+def unserved_handler(observe: Observe) -> grpc.GenericRpcHandler:
+    """Every method no other handler serves: UNIMPLEMENTED, as grpc itself would answer, but
+    observed (route ``other``), so a call to a method this server lacks is counted too. Added
+    last, it sees only what the classifier, health and reflection handlers did not take. A
+    stream handler runs before any message is read, so a streaming client is answered at once."""
+
+    async def call(requests: object, context: grpc.aio.ServicerContext) -> NoReturn:
+        observe("grpc", OTHER_ROUTE, grpc.StatusCode.UNIMPLEMENTED.name, 0.0)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        raise AssertionError("context.abort always raises")
+
+    class Unserved(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            return grpc.stream_stream_rpc_method_handler(call)
+
+    return Unserved()
 
 
 def _serialize(message: Message) -> bytes:
@@ -224,6 +288,7 @@ class GrpcFrontend:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        server.add_generic_rpc_handlers((unserved_handler(self.handlers.service.observe),))
         for name in _HEALTH_NAMES:
             await self.health.set(name, _NOT_SERVING)
         address = f"[{s.host}]:{s.grpc_port}" if ":" in s.host else f"{s.host}:{s.grpc_port}"

@@ -178,6 +178,10 @@ class RequestReader:
         self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
+        if self._method is None:  # the method is parsed before the target: known from here on,
+            # so a HEAD refused while its headers arrive (431, 408) is answered without a body
+            method = self._parser.get_method()
+            self._method = _METHODS.get(method) or method.decode("ascii", "replace")
         self._url += url
         self._count_head(len(url))
 

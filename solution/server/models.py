@@ -52,6 +52,10 @@ REBUILD_HINT = (
     "python -m solution.server.fetch_models DIR downloads the real models"
 )
 OFFLINE_HINT = "without network, serve the offline stand-ins: make demo"
+# How a model's logits become scores (Hugging Face pipeline's ``function_to_apply``): softmax for
+# single-label classifiers, sigmoid for multi-label ones, none (the raw value) for regression.
+FUNCTIONS = ("softmax", "sigmoid", "none")
+SPEC_FIELDS = {"key", "source", "labels", "revision", "function", "threshold"}
 
 
 class ModelLoadError(ValueError):
@@ -66,6 +70,8 @@ class ModelSpec:
     source: str
     labels: dict[int, str] = field(default_factory=dict)
     revision: str | None = None
+    function: str | None = None  # None: decided from the model's config
+    threshold: float | None = None  # sigmoid models: labels below it are left out of ranked lists
 
 
 @dataclass
@@ -75,6 +81,8 @@ class LoadedModel:
     model: torch.nn.Module
     labels: tuple[str, ...]  # index -> label as the API answers it
     max_tokens: int  # tokens per text this model accepts, special tokens included
+    function: str = "softmax"  # one of FUNCTIONS
+    architecture: str = ""  # the model class, as its config names it
 
     @property
     def key(self) -> str:
@@ -94,13 +102,12 @@ def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[Mode
     specs: list[ModelSpec] = []
     for i, entry in enumerate(entries):
         try:
-            key, source = str(entry["key"]), str(entry["source"])
-            labels = {int(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+            spec = _spec(entry)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"model config {path}, entry {i}: {exc!r}") from exc
+            raise ValueError(f"model config {path}, entry {i}: {exc}") from None
         if models_dir:
-            source = str(Path(models_dir) / key)
-        specs.append(ModelSpec(key, source, labels, entry.get("revision")))
+            spec = ModelSpec(**{**spec.__dict__, "source": str(Path(models_dir) / spec.key)})
+        specs.append(spec)
     keys = [s.key for s in specs]
     if not specs or len(set(keys)) != len(keys):
         raise ValueError(f"model config {path}: needs at least one model and unique keys: {keys}")
@@ -114,6 +121,54 @@ def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[Mode
             + REBUILD_HINT
         )
     return specs
+
+
+def _spec(entry: Any) -> ModelSpec:
+    if not isinstance(entry, dict):
+        raise TypeError("expected an object with key and source")
+    unknown = sorted(set(entry) - SPEC_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}; the fields are {sorted(SPEC_FIELDS)}")
+    function = entry.get("function")
+    if function is not None and function not in FUNCTIONS:
+        raise ValueError(f"function {function!r}: use one of {', '.join(FUNCTIONS)}")
+    threshold = entry.get("threshold")
+    if threshold is not None and not (
+        isinstance(threshold, int | float)
+        and not isinstance(threshold, bool)
+        and 0 <= threshold <= 1
+    ):
+        raise ValueError(f"threshold {threshold!r}: a number from 0 to 1")
+    return ModelSpec(
+        key=str(entry["key"]),
+        source=str(entry["source"]),
+        labels={int(k): str(v) for k, v in (entry.get("labels") or {}).items()},
+        revision=entry.get("revision"),
+        function=function,
+        threshold=None if threshold is None else float(threshold),
+    )
+
+
+def resolve_function(config: PretrainedConfig, spec: ModelSpec) -> str:
+    """The scoring function: the model config's entry, else what the model's config says it is
+    (``problem_type``, one output for regression). Refuses what cannot give a meaningful score."""
+    num = int(config.num_labels or 0)
+    problem = getattr(config, "problem_type", None)
+    if spec.function is not None:
+        function = spec.function
+    elif problem == "multi_label_classification":
+        function = "sigmoid"
+    elif problem == "regression" or num == 1:
+        function = "none"
+    else:
+        function = "softmax"
+    if num < 1:
+        raise ValueError("the model has no outputs (num_labels is 0)")
+    if function == "softmax" and num == 1:
+        raise ValueError('a softmax over one output is always 1; set "function": "none"')
+    if spec.threshold is not None and function != "sigmoid":
+        raise ValueError(f"threshold applies to sigmoid (multi-label) models, not {function}")
+    return function
 
 
 def resolve_labels(config: PretrainedConfig, overrides: dict[int, str]) -> tuple[str, ...]:
@@ -209,13 +264,22 @@ def _load(
     except Exception as exc:  # whatever the loaders raise (OSError, SafetensorError, ...)
         log.debug("model load failed", exc_info=True)  # the traceback, for who asks for it
         raise ModelLoadError(_load_failure(spec, exc, local, offline)) from None
+    try:
+        function = resolve_function(config, spec)
+        labels = resolve_labels(config, spec.labels)
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"cannot serve model {spec.key!r} from {spec.source!r}: {exc}"
+        ) from None
     model.to(device).eval()
     loaded = LoadedModel(
         spec=spec,
         tokenizer=tokenizer,
         model=model,
-        labels=resolve_labels(config, spec.labels),
+        labels=labels,
         max_tokens=min(max_text_tokens, _position_limit(config)),
+        function=function,
+        architecture=next(iter(getattr(config, "architectures", None) or []), type(model).__name__),
     )
     log.info(
         "model loaded",
@@ -223,6 +287,7 @@ def _load(
             "key": spec.key,
             "source": spec.source,
             "labels": len(loaded.labels),
+            "function": function,
             "offline": offline is not None,
         },
     )

@@ -45,19 +45,36 @@ def plan(
     rows: Sequence[int],
     micro_batch_tokens: int,
     max_texts: int,
+    wanted: Sequence[frozenset[int] | None] | None = None,
 ) -> Plan:
-    """Forward calls for ``rows`` of a batch whose token ids are ``ids[family][row]``."""
+    """Forward calls for ``rows`` of a batch whose token ids are ``ids[family][row]``.
+
+    ``wanted[row]`` names the models a row needs (None: all). Rows of a family that need the same
+    members share calls; a family none of the rows needs costs nothing."""
     work: list[FamilyWork] = []
     n_calls = 0
     positions: dict[str, tuple[int, int]] = {}
     for f, family in enumerate(families):
-        seqs = [ids[f][r] for r in rows]
-        lengths = [len(s) for s in seqs]
-        groups = batching.plan_micro_batches(lengths, micro_batch_tokens, max_texts)
-        calls = [forward_call(seqs, group, family.pad_id) for group in groups]
-        n_calls += len(calls)
-        positions[family.name] = batching.positions(lengths, groups)
-        work.append(FamilyWork(list(family.members), calls))
+        by_members: dict[tuple[int, ...], list[int]] = {}
+        for local, row in enumerate(rows):
+            want = None if wanted is None else wanted[row]
+            members = tuple(m for m in family.members if want is None or m in want)
+            if members:
+                by_members.setdefault(members, []).append(local)
+        real = computed = 0
+        for members, locals_ in by_members.items():
+            seqs = [ids[f][rows[i]] for i in locals_]
+            lengths = [len(s) for s in seqs]
+            groups = batching.plan_micro_batches(lengths, micro_batch_tokens, max_texts)
+            calls = [forward_call(seqs, group, family.pad_id) for group in groups]
+            for call in calls:  # the runner's rows are positions in ``rows``
+                call.rows = [locals_[i] for i in call.rows]
+            n_calls += len(calls)
+            r, c = batching.positions(lengths, groups)
+            real, computed = real + r, computed + c
+            work.append(FamilyWork(list(members), calls))
+        if by_members:
+            positions[family.name] = (real, computed)
     return Plan(work, n_calls, positions)
 
 

@@ -73,6 +73,7 @@ class Request:
     deadline: float | None = None  # a time.monotonic() value
     origin: str = ""
     ticket: Any = None
+    wanted: frozenset[int] | None = None  # model indices to compute; None: every model
     gone: bool = False  # the client left, or another of its texts failed: the rest need no compute
     entries: list[Entry] = field(default_factory=list)  # filled at admission
 
@@ -105,7 +106,8 @@ class Batch:
     entries: list[Entry]
     texts: list[str]  # unique texts, one row each
     row_of_entry: list[int]
-    ids: list[list[list[int]]]  # [family][row] -> token ids
+    ids: list[list[list[int]]]  # [family][row] -> token ids ([] where no model of it is wanted)
+    wanted: list[frozenset[int] | None]  # per row: the models its texts want (None: all)
 
     @property
     def warmup(self) -> bool:
@@ -298,11 +300,17 @@ class Scheduler:
 
     def _assemble(self, taken: list[Entry]) -> Batch:
         texts, row_of_entry = batching.dedupe([e.text for e in taken])
-        first: dict[int, Entry] = {}
+        # A row's texts may want different models: the row computes the union, and its ids for a
+        # family come from whichever of its texts was tokenized for that family.
+        wanted: list[frozenset[int] | None] = [frozenset() for _ in texts]
+        ids: list[list[list[int]]] = [[[] for _ in texts] for _ in range(self.n_families)]
         for entry, row in zip(taken, row_of_entry, strict=True):
-            first.setdefault(row, entry)
-        ids = [[first[r].ids[f] for r in range(len(texts))] for f in range(self.n_families)]
-        return Batch(taken, texts, row_of_entry, ids)
+            have, want = wanted[row], entry.request.wanted
+            wanted[row] = None if have is None or want is None else have | want
+            for f in range(self.n_families):
+                if entry.ids[f] and not ids[f][row]:
+                    ids[f][row] = entry.ids[f]
+        return Batch(taken, texts, row_of_entry, ids, wanted)
 
     def finish(self, batch: Batch, failed: Iterable[Entry] = ()) -> None:
         """The batch's answers are out. A request with a failed text needs none of its others."""

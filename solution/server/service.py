@@ -1,9 +1,11 @@
 """The protocol-neutral service: the one call both front-ends make, and the one place they report.
 
-    HTTP (routes.py) / gRPC (grpc_service.py): decode -> Service.classify(texts, deadline) -> encode
+    HTTP (routes.py) / gRPC (grpc_service.py):
+        decode -> Service.classify(texts, deadline, options) -> encode
 
-Readiness, the texts-per-request limit and the engine binding live here, once; each front-end keeps
-only its decoding, its encoding and its table from ``ServiceError`` to its own status codes.
+Readiness, the texts-per-request limit, the options' check and the engine binding live here, once;
+each front-end keeps only its decoding, its encoding and its table from ``ServiceError`` to its own
+status codes.
 ``observe`` is the one metrics hook of both front-ends: every request they receive ends in exactly
 one call, with a route label from a bounded set.
 """
@@ -11,13 +13,33 @@ one call, with a route label from a bounded set.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 
 from .engine import Engine, Result
 from .errors import InvalidInput, NotReady
+from .options import Options
 
 Observe = Callable[[str, str, str, float], None]  # (protocol, route, status, seconds)
 
 OTHER_ROUTE = "other"  # the label of every route a front-end does not serve (bounded labels)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client may know of one served model (GET /models, gRPC ListModels)."""
+
+    key: str
+    source: str
+    architecture: str
+    labels: list[str]
+    tokenizer_family: str
+    device: str
+    dtype: str
+    max_tokens: int
+    function: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 class Service:
@@ -52,7 +74,12 @@ class Service:
     # ---- the call -------------------------------------------------------------------------------
 
     async def classify(
-        self, texts: Sequence[str], *, deadline: float | None, protocol: str
+        self,
+        texts: Sequence[str],
+        *,
+        deadline: float | None,
+        protocol: str,
+        options: Options | None = None,
     ) -> list[Result]:
         """Results for ``texts`` in order, or a ``ServiceError`` for the front-end's table.
         ``deadline`` is a ``time.monotonic()`` value (None: no deadline)."""
@@ -60,7 +87,30 @@ class Service:
             raise InvalidInput(f"at most {self.max_texts} texts per request, got {len(texts)}")
         if self.engine is None:
             raise NotReady()
-        return await self.engine.submit(texts, deadline=deadline, origin=protocol)
+        if options is not None:
+            options.check(self.engine.keys)
+        return await self.engine.submit(texts, deadline=deadline, options=options, origin=protocol)
+
+    def models(self) -> list[ModelInfo]:
+        """The served models in response order; ``NotReady`` while they load."""
+        engine = self.engine
+        if engine is None:
+            raise NotReady()
+        family_of = {m: f.name for f in engine.families for m in f.members}
+        return [
+            ModelInfo(
+                key=model.key,
+                source=model.spec.source,
+                architecture=model.architecture,
+                labels=list(model.labels),
+                tokenizer_family=family_of[i],
+                device=str(engine.runner.device),
+                dtype=_dtype_name(model.model),
+                max_tokens=model.max_tokens,
+                function=model.function,
+            )
+            for i, model in enumerate(engine.models)
+        ]
 
     # ---- observation ----------------------------------------------------------------------------
 
@@ -69,3 +119,10 @@ class Service:
             return
         served = self._routes.get(protocol, frozenset())
         self._observe(protocol, route if route in served else OTHER_ROUTE, status, seconds)
+
+
+def _dtype_name(module: object) -> str:
+    parameters = getattr(module, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    names = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+    return names.get(str(getattr(first, "dtype", "")), str(getattr(first, "dtype", "unknown")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -156,3 +157,96 @@ def test_a_closed_port_exits_1_with_one_line():
 def test_no_texts_at_all_is_a_usage_error():
     run = cli("--target", "127.0.0.1:9", stdin="")
     assert run.returncode == 2 and "no texts" in run.stderr
+
+
+# ---- per-request options and --list-models (issue 14) -----------------------------------------
+
+PROTOCOLS = ("http", "grpc")
+FLAGS = [  # CLI flags -> the object body's fields they stand for
+    (["--models", "jy46604790,cardiffnlp"], {"models": ["jy46604790", "cardiffnlp"]}),
+    (["--top-k", "2"], {"top_k": 2}),
+    (["--all-labels", "--raw-scores"], {"top_k": None, "raw_scores": True}),
+    (["--no-truncate", "--models", "svalabs"], {"truncate": False, "models": ["svalabs"]}),
+]
+
+
+def targets(server: Server) -> dict[str, list[str]]:
+    return {"http": ["--target", server.http], "grpc": ["--grpc", "--target", server.grpc]}
+
+
+def test_each_option_flag_prints_what_http_process_answers_to_its_field(server: Server):
+    text = "Free crypto giveaway! Click here 👍"
+    for flags, fields in FLAGS:
+        expected = process(server, {"inputs": text, **fields}) + b"\n"
+        for protocol in PROTOCOLS:
+            run = cli(*targets(server)[protocol], *flags, text)
+            assert run.returncode == 0, run.stderr
+            assert run.stdout.encode() == expected, (protocol, flags)  # byte for byte
+    texts = ["first", "Ce film est magnifique"]
+    expected = process(server, {"inputs": texts, "top_k": 3, "models": ["ivanlau"]}) + b"\n"
+    for protocol in PROTOCOLS:
+        run = cli(*targets(server)[protocol], "--top-k", "3", "--models", "ivanlau", *texts)
+        assert run.returncode == 0 and run.stdout.encode() == expected, run.stderr
+
+
+def test_list_models_prints_what_get_models_answers(server: Server):
+    answer = httpx.get(f"http://{server.http}/models", timeout=10)
+    assert answer.status_code == 200
+    keys = [m["key"] for m in answer.json()["models"]]
+    assert keys == ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
+    for protocol in PROTOCOLS:
+        run = cli(*targets(server)[protocol], "--list-models")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.encode() == answer.content + b"\n", protocol
+
+
+def test_the_servers_refusals_of_options_exit_1_with_its_message(server: Server):
+    for protocol, status in zip(PROTOCOLS, ("400", "INVALID_ARGUMENT"), strict=True):
+        run = cli(*targets(server)[protocol], "--models", "cardiffnlp,nope", "x")
+        assert run.returncode == 1 and run.stdout == ""
+        assert run.stderr == (
+            f"error: server refused the request ({status}): models: unknown model 'nope'; the "
+            "models are cardiffnlp, ivanlau, svalabs, EIStakovskii, jy46604790\n"
+        )
+        run = cli(*targets(server)[protocol], "--no-truncate", "word " * 600)
+        assert run.returncode == 1 and run.stdout == ""
+        count = re.fullmatch(
+            rf"error: server refused the request \({status}\): the text has (\d+) tokens; .*\n",
+            run.stderr,
+        )
+        assert count and int(count[1]) > 512, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-k", "0", "x"], "top_k: expected a count from 1 up"),  # gRPC would read "every"
+        (["--top-k", "two", "x"], "argument --top-k: invalid int value: 'two'"),
+        (["--top-k", "2", "--all-labels", "x"], "not allowed with argument --top-k"),
+        (["--list-models", "x"], "--list-models takes no texts"),
+        (["--list-models", "--raw-scores"], "--list-models takes no texts"),
+    ],
+)
+def test_option_usage_errors_exit_2_before_any_request(args: list[str], message: str):
+    (port,) = free_ports(1)  # nothing listens: a request would exit 1 instead
+    for protocol in (
+        ["--target", f"127.0.0.1:{port}"],
+        ["--grpc", "--target", f"127.0.0.1:{port}"],
+    ):
+        run = cli(*protocol, *args)
+        assert run.returncode == 2 and run.stdout == ""
+        assert message in run.stderr, run.stderr
+
+
+def test_help_documents_every_option():
+    run = cli("--help")
+    assert run.returncode == 0
+    for flag in (
+        "--models",
+        "--top-k",
+        "--all-labels",
+        "--raw-scores",
+        "--no-truncate",
+        "--list-models",
+    ):
+        assert flag in run.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.live_server import free_port
+from tests.model_kinds import build_kinds
 
 # A bound for a hung start, not a speed target: a failing start exits as soon as it knows.
 EXIT_BOUND_S = 120
@@ -139,3 +140,13 @@ def test_make_run_without_network_asks_the_hub_once_and_names_make_demo(down_hub
     assert "cardiffnlp/twitter-xlm-roberta-base-sentiment" in stderr and "make demo" in stderr
     assert asked.count("HEAD /") == 1  # the one probe
     assert not [a for a in asked if "/resolve/" in a]  # no model file asked (and retried)
+
+
+def test_a_model_that_cannot_be_served_as_configured(standins_tiny: Path, tmp_path: Path):
+    build_kinds(standins_tiny, tmp_path / "kinds")
+    config = tmp_path / "models.json"
+    config.write_text('{"models": [{"key": "score", "source": "x", "function": "softmax"}]}')
+    code, stderr = start({"CLS_MODEL_CONFIG": str(config)}, models_dir=tmp_path / "kinds")
+    assert code == 1 and "\n" not in stderr
+    assert stderr.startswith("start-up failed: cannot serve model 'score'")
+    assert "a softmax over one output is always 1" in stderr

@@ -23,5 +23,5 @@ def test_stubs_import_from_the_package_path():
 
     service = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"]
     assert service.full_name == "classifier.v1.Classifier"
-    assert [m.name for m in service.methods] == ["Classify", "ClassifyBatch"]
+    assert [m.name for m in service.methods] == ["Classify", "ClassifyBatch", "ListModels"]
     assert hasattr(classifier_pb2_grpc, "ClassifierStub")

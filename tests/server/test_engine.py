@@ -133,6 +133,7 @@ async def test_full_queue_refuses_at_once(engine: Engine):
 
 
 async def test_expired_deadline_is_dropped_before_compute(engine: Engine):
+    await until(lambda: engine.idle)  # what an earlier test left is not this test's to judge
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)
     try:
@@ -154,6 +155,9 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
             gone = asyncio.ensure_future(engine.submit(["client left"]))
             await until(lambda: engine.waiting_texts == 2)
             gone.cancel()
+            # the cancellation reaches the scheduler on the loop's next turn: wait for it, or the
+            # released compute thread may cut the text into a batch first
+            await until(lambda: engine.waiting_texts == 1)
             gate.release()
             await asyncio.wait_for(asyncio.gather(blocker, ahead), 10)
             await until(lambda: engine.idle)

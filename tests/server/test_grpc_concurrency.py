@@ -39,7 +39,12 @@ class InstantEngine:
     """Answers at once; refuses a text that says so, as a full queue does."""
 
     async def submit(
-        self, texts: list[str], *, deadline: float | None = None, origin: str = ""
+        self,
+        texts: list[str],
+        *,
+        deadline: float | None = None,
+        options: object = None,
+        origin: str = "",
     ) -> list[dict[str, Prediction]]:
         if any(t.startswith("refuse") for t in texts):
             raise Overloaded("queue full; retry later")

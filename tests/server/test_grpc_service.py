@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -23,6 +24,9 @@ from solution.server import config, errors
 from solution.server.app import App
 from solution.server.engine import Engine, Prediction
 from solution.server.grpc_service import ERROR_STATUS, SERVICE_NAME, GrpcFrontend
+from solution.server.http import Request
+from solution.server.options import Options
+from solution.server.routes import Routes
 from tests.conftest import bound_service, service_errors, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -61,7 +65,12 @@ class FakeEngine:
         pass
 
     async def submit(
-        self, texts: list[str], *, deadline: float | None = None, origin: str = ""
+        self,
+        texts: list[str],
+        *,
+        deadline: float | None = None,
+        options: object = None,
+        origin: str = "",
     ) -> list[dict[str, Prediction]]:
         self.deadlines.append(deadline)
         if self.error is not None:
@@ -299,3 +308,72 @@ async def test_every_call_is_observed_with_its_status_a_cancelled_one_too(
         ("grpc", "ClassifyBatch", "INVALID_ARGUMENT"),
         ("grpc", "Classify", "CANCELLED"),
     ]
+
+
+# ---- per-request options and ListModels -------------------------------------------------------
+
+
+async def test_options_over_grpc_answer_as_the_engine_does(frontends, channel, engine: Engine):
+    stub = pb_grpc.ClassifierStub(channel)
+    texts = ["Ce film est magnifique", "FREE bitcoin, click here"]
+    options = pb.Options(models=["jy46604790", "ivanlau"], top_k=3)
+    reply = await stub.ClassifyBatch(
+        pb.ClassifyBatchRequest(texts=texts, options=options), timeout=10
+    )
+    expected = await engine.submit(
+        texts, options=Options(models=("ivanlau", "jy46604790"), top_k=3)
+    )
+    for result, want in zip(reply.results, expected, strict=True):
+        assert [p.model for p in result.predictions] == ["ivanlau", "jy46604790"]
+        assert [r.model for r in result.rankings] == ["ivanlau", "jy46604790"]
+        for ranking in result.rankings:
+            ranked = want[ranking.model]
+            assert isinstance(ranked, list)
+            assert [x.label for x in ranking.labels] == [p.label for p in ranked]
+            assert [x.score for x in ranking.labels] == pytest.approx([p.score for p in ranked])
+        assert [p.label for p in result.predictions] == [r.labels[0].label for r in result.rankings]
+
+    every = await stub.Classify(
+        pb.ClassifyRequest(text="x", options=pb.Options(top_k=0, raw_scores=True)), timeout=10
+    )
+    raw = await engine.submit(["x"], options=Options(top_k=None, raw_scores=True))
+    assert [len(r.labels) for r in every.result.rankings] == [len(m.labels) for m in engine.models]
+    for ranking in every.result.rankings:
+        assert [x.score for x in ranking.labels] == pytest.approx(
+            [p.score for p in raw[0][ranking.model]]  # type: ignore[union-attr]
+        )
+    # no options, or empty ones: the v1 answer, without rankings
+    plain = await stub.Classify(pb.ClassifyRequest(text="x", options=pb.Options()), timeout=10)
+    assert [p.model for p in plain.result.predictions] == engine.keys
+    assert not plain.result.rankings
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (pb.Options(models=["nope"]), "models: unknown model 'nope'; the models are cardiffnlp"),
+        (pb.Options(top_k=-1), "top_k: expected 0 (every label) or a count, got -1"),
+        (pb.Options(top_k=5000), "top_k: 5000 is not a count"),
+        (pb.Options(models=["ivanlau", "ivanlau"]), "each model may be named once"),
+        (pb.Options(truncate=False), " tokens; cardiffnlp, ivanlau, svalabs, EIStakovskii accept"),
+    ],
+)
+async def test_bad_options_are_invalid_argument_naming_the_field(
+    frontends, channel, options, message
+):
+    stub = pb_grpc.ClassifierStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Classify(pb.ClassifyRequest(text="mot " * 700, options=options), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+    assert (ERROR_METADATA_KEY, "InvalidInput") in tuple(info.value.trailing_metadata())
+
+
+async def test_list_models_answers_what_get_models_does(frontends, channel, engine: Engine):
+    reply = await pb_grpc.ClassifierStub(channel).ListModels(pb.ListModelsRequest(), timeout=10)
+    http = await Routes(bound_service(engine))(Request("GET", "/models", [], b"", True))
+    described = orjson.loads(http.body)["models"]
+    assert [m.key for m in reply.models] == engine.keys
+    for info, want in zip(reply.models, described, strict=True):
+        got = {f.name: getattr(info, f.name) for f in pb.ModelInfo.DESCRIPTOR.fields}
+        assert {**got, "labels": list(info.labels)} == want

@@ -16,8 +16,9 @@ class FakeEngine:
         self.accepting = True
         self.failure: BaseException | None = None
         self.calls: list[tuple[list[str], Any, str]] = []
+        self.keys = ["m"]
 
-    async def submit(self, texts, *, deadline=None, origin=""):
+    async def submit(self, texts, *, deadline=None, options=None, origin=""):
         self.calls.append((list(texts), deadline, origin))
         return [{"m": text} for text in texts]
 

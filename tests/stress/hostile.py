@@ -16,7 +16,11 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from solution.server.config import DEFAULT_MODEL_CONFIG
+from solution.server.models import load_model_specs
 from solution.server.standins.corpus import reference_texts
+
+KEYS = [spec.key for spec in load_model_specs(DEFAULT_MODEL_CONFIG)]  # the API's response keys
 
 Answer = tuple[int, str]  # (status, method of the request it answers)
 
@@ -99,6 +103,47 @@ def bad_json(rng: random.Random) -> Case:
     return Case("bad-json", request(rng.choice(bodies)()), "reject")
 
 
+def object_form(rng: random.Random) -> Case:
+    """The object body with options: valid combinations are answered 200, every bad field 400,
+    and a text over the token limit with ``truncate: false`` 400."""
+    texts = reference_texts(3, seed=rng.randrange(1 << 30))
+    if rng.random() < 0.5:
+        body: dict[str, object] = {"inputs": rng.choice([texts[0], texts, []])}
+        if rng.random() < 0.7:
+            body["models"] = rng.sample(KEYS, rng.randint(1, len(KEYS)))
+        if rng.random() < 0.6:
+            body["top_k"] = rng.choice([1, 2, 3, 45, 1000, None])
+        for flag in ("raw_scores", "truncate"):
+            if rng.random() < 0.4:
+                body[flag] = rng.random() < 0.5
+        if body.get("truncate") is False and rng.random() < 0.3:
+            body["inputs"] = "a " * rng.randint(600, 5000)  # over 512 tokens: refused, not cut
+            return Case("object-too-long", request(_json(body)), "reject", ((400, "POST"),))
+        data = request(_json(body))
+        return Case("object", data, "ok", ((200, "POST"),), half_close=rng.random() < 0.5)
+    bad: list[object] = [
+        {},
+        {"input": "x"},
+        {"inputs": "x", "extra": 1},
+        {"inputs": 5},
+        {"inputs": {"inputs": "x"}},
+        {"inputs": ["x", None]},
+        {"inputs": "x", "models": []},
+        {"inputs": "x", "models": ["nope"]},
+        {"inputs": "x", "models": "cardiffnlp"},
+        {"inputs": "x", "models": [KEYS[0], KEYS[0]]},
+        {"inputs": "x", "models": [str(i) for i in range(10_000)]},
+        {"inputs": "x", "top_k": rng.choice([0, -1, 1.5, "3", True, 10**6, 2**63 - 1, [1]])},
+        {"inputs": "x", "raw_scores": rng.choice(["yes", 1, None, {}])},
+        {"inputs": "x", "truncate": rng.choice(["no", 0, None])},
+        [{"inputs": "x"}],
+        ["x", {"inputs": "y", "top_k": 1}],
+        {"inputs": [{"inputs": "y"}]},
+    ]
+    data = request(_json(rng.choice(bad)))
+    return Case("object-bad", data, "reject", ((400, "POST"),))
+
+
 def bad_request_line(rng: random.Random) -> Case:
     lines = [
         b"GET\r\n\r\n",
@@ -175,7 +220,14 @@ def pipelined_garbage(rng: random.Random) -> Case:
 def head_requests(rng: random.Random) -> Case:
     """HEAD has no body on any status, so the GET behind it keeps its slot (RFC 9110 9.3.2)."""
     path, status = rng.choice(
-        [("/health", 200), ("/ready", 200), ("/metrics", 200), ("/nope", 404), ("/process", 405)]
+        [
+            ("/health", 200),
+            ("/ready", 200),
+            ("/metrics", 200),
+            ("/models", 200),
+            ("/nope", 404),
+            ("/process", 405),
+        ]
     )
     data = bare("HEAD", path) + bare("GET", "/health", close=True)
     return Case("head", data, "ok", ((status, "HEAD"), (200, "GET")), rng.random() < 0.5)
@@ -267,6 +319,7 @@ def mutation(rng: random.Random) -> Case:
 
 GENERATORS: list[tuple[Callable[[random.Random], Case], float]] = [
     (valid, 0.13),
+    (object_form, 0.06),
     (hostile_text, 0.09),
     (bad_json, 0.10),
     (bad_request_line, 0.10),

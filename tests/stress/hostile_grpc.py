@@ -16,6 +16,8 @@ from solution.server.standins.corpus import reference_texts
 
 CLASSIFY = "/classifier.v1.Classifier/Classify"
 CLASSIFY_BATCH = "/classifier.v1.Classifier/ClassifyBatch"
+LIST_MODELS = "/classifier.v1.Classifier/ListModels"
+KEYS = ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,39 @@ def _field(number: int, payload: bytes) -> bytes:  # wire type 2: length-delimit
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+def options_case(rng: random.Random, text: str) -> GrpcCase:
+    """Options: valid ones answered OK, a bad field INVALID_ARGUMENT; ListModels with any body."""
+    roll = rng.random()
+    if roll < 0.1:
+        return GrpcCase("list-models", LIST_MODELS, rng.choice([b"", _field(9, b"junk")]), "ok")
+    if roll < 0.6:
+        options = pb.Options(
+            models=rng.sample(KEYS, rng.randint(0, len(KEYS))),
+            raw_scores=rng.random() < 0.5,
+        )
+        if rng.random() < 0.6:
+            options.top_k = rng.choice([0, 1, 3, 1000])
+        if rng.random() < 0.3:
+            options.truncate = True
+        data = pb.ClassifyBatchRequest(texts=[text, ""], options=options).SerializeToString()
+        return GrpcCase("options", CLASSIFY_BATCH, data, "ok")
+    bad = rng.choice(
+        [
+            pb.Options(models=["nope"]),
+            pb.Options(models=[KEYS[0], KEYS[0]]),
+            pb.Options(top_k=-1),
+            pb.Options(top_k=1001),
+            pb.Options(truncate=False),  # with a text over the token limit
+        ]
+    )
+    data = pb.ClassifyRequest(text="a " * 2000, options=bad).SerializeToString()
+    return GrpcCase("options-bad", CLASSIFY, data, "reject")
+
+
 def grpc_case(rng: random.Random) -> GrpcCase:
     text = reference_texts(1, seed=rng.randrange(1 << 30))[0]
+    if rng.random() < 0.15:
+        return options_case(rng, text)
     roll = rng.random()
     if roll < 0.2:
         return GrpcCase("valid", CLASSIFY, pb.ClassifyRequest(text=text).SerializeToString(), "ok")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from solution.server import config, http
 from solution.server.errors import InvalidInput
-from solution.server.routes import decode_texts
-from tests.stress.hostile import cases
+from solution.server.routes import decode_request, decode_texts
+from tests.stress.hostile import KEYS, cases
 from tests.stress.run import FLOOD_CONNECTIONS, report, stress
 
 
@@ -38,6 +38,8 @@ def test_generator_is_deterministic_and_covers_every_kind():
         "utf-8",
         "deadline",
         "deep-pipelining",
+        "object",
+        "object-bad",
     } <= kinds
 
 
@@ -75,6 +77,32 @@ def test_decoding_arbitrary_bytes_either_succeeds_or_says_why(body):
         assert all(isinstance(t, str) for t in texts)
         for t in texts:
             t.encode("utf-8")  # no lone surrogates reach the tokenizer
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["inputs", "models", "top_k", "raw_scores", "truncate"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(FIELDS, JSON, max_size=5))
+def test_any_object_body_decodes_to_checked_options_or_says_why(body):
+    import json
+
+    try:
+        texts, _, options = decode_request(json.dumps(body).encode())
+        assert options is not None
+        options.check(KEYS)
+    except InvalidInput as exc:
+        assert str(exc)
+    else:
+        assert all(isinstance(t, str) for t in texts)
+        assert options.top_k is None or options.top_k >= 0
 
 
 @settings(max_examples=300, deadline=None)

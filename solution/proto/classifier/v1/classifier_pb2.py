@@ -24,25 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-solution/proto/classifier/v1/classifier.proto\x12\rclassifier.v1\"\x1f\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"9\n\x10\x43lassifyResponse\x12%\n\x06result\x18\x01 \x01(\x0b\x32\x15.classifier.v1.Result\"%\n\x14\x43lassifyBatchRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"?\n\x15\x43lassifyBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.classifier.v1.Result\"8\n\x06Result\x12.\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x19.classifier.v1.Prediction\"9\n\nPrediction\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x32\xb5\x01\n\nClassifier\x12K\n\x08\x43lassify\x12\x1e.classifier.v1.ClassifyRequest\x1a\x1f.classifier.v1.ClassifyResponse\x12Z\n\rClassifyBatch\x12#.classifier.v1.ClassifyBatchRequest\x1a$.classifier.v1.ClassifyBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-solution/proto/classifier/v1/classifier.proto\x12\rclassifier.v1\"o\n\x07Options\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\nraw_scores\x18\x03 \x01(\x08\x12\x15\n\x08truncate\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_top_kB\x0b\n\t_truncate\"H\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.classifier.v1.Options\"9\n\x10\x43lassifyResponse\x12%\n\x06result\x18\x01 \x01(\x0b\x32\x15.classifier.v1.Result\"N\n\x14\x43lassifyBatchRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.classifier.v1.Options\"?\n\x15\x43lassifyBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.classifier.v1.Result\"b\n\x06Result\x12.\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x19.classifier.v1.Prediction\x12(\n\x08rankings\x18\x02 \x03(\x0b\x32\x16.classifier.v1.Ranking\"C\n\x07Ranking\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x06labels\x18\x02 \x03(\x0b\x32\x19.classifier.v1.LabelScore\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.classifier.v1.ModelInfo\"\xad\x01\n\tModelInfo\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x18\n\x10tokenizer_family\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x12\n\nmax_tokens\x18\x08 \x01(\x05\x12\x10\n\x08\x66unction\x18\t \x01(\t\"9\n\nPrediction\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x32\x88\x02\n\nClassifier\x12K\n\x08\x43lassify\x12\x1e.classifier.v1.ClassifyRequest\x1a\x1f.classifier.v1.ClassifyResponse\x12Z\n\rClassifyBatch\x12#.classifier.v1.ClassifyBatchRequest\x1a$.classifier.v1.ClassifyBatchResponse\x12Q\n\nListModels\x12 .classifier.v1.ListModelsRequest\x1a!.classifier.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'solution.proto.classifier.v1.classifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLASSIFYREQUEST']._serialized_start=64
-  _globals['_CLASSIFYREQUEST']._serialized_end=95
-  _globals['_CLASSIFYRESPONSE']._serialized_start=97
-  _globals['_CLASSIFYRESPONSE']._serialized_end=154
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=156
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=193
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=195
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=258
-  _globals['_RESULT']._serialized_start=260
-  _globals['_RESULT']._serialized_end=316
-  _globals['_PREDICTION']._serialized_start=318
-  _globals['_PREDICTION']._serialized_end=375
-  _globals['_CLASSIFIER']._serialized_start=378
-  _globals['_CLASSIFIER']._serialized_end=559
+  _globals['_OPTIONS']._serialized_start=64
+  _globals['_OPTIONS']._serialized_end=175
+  _globals['_CLASSIFYREQUEST']._serialized_start=177
+  _globals['_CLASSIFYREQUEST']._serialized_end=249
+  _globals['_CLASSIFYRESPONSE']._serialized_start=251
+  _globals['_CLASSIFYRESPONSE']._serialized_end=308
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=310
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=388
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=390
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=453
+  _globals['_RESULT']._serialized_start=455
+  _globals['_RESULT']._serialized_end=553
+  _globals['_RANKING']._serialized_start=555
+  _globals['_RANKING']._serialized_end=622
+  _globals['_LABELSCORE']._serialized_start=624
+  _globals['_LABELSCORE']._serialized_end=666
+  _globals['_LISTMODELSREQUEST']._serialized_start=668
+  _globals['_LISTMODELSREQUEST']._serialized_end=687
+  _globals['_LISTMODELSRESPONSE']._serialized_start=689
+  _globals['_LISTMODELSRESPONSE']._serialized_end=751
+  _globals['_MODELINFO']._serialized_start=754
+  _globals['_MODELINFO']._serialized_end=927
+  _globals['_PREDICTION']._serialized_start=929
+  _globals['_PREDICTION']._serialized_end=986
+  _globals['_CLASSIFIER']._serialized_start=989
+  _globals['_CLASSIFIER']._serialized_end=1253
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class ClassifierStub:
                 request_serializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchRequest.SerializeToString,
                 response_deserializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/classifier.v1.Classifier/ListModels',
+                request_serializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -66,6 +71,13 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """What the server serves: every model, in response order (the HTTP API's GET /models).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +90,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.ClassifyBatch,
                     request_deserializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchRequest.FromString,
                     response_serializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsRequest.FromString,
+                    response_serializer=solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +152,33 @@ class Classifier:
             '/classifier.v1.Classifier/ClassifyBatch',
             solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchRequest.SerializeToString,
             solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ClassifyBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classifier.v1.Classifier/ListModels',
+            solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsRequest.SerializeToString,
+            solution_dot_proto_dot_classifier_dot_v1_dot_classifier__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
