@@ -23,6 +23,7 @@ from typing import Any
 
 import uvloop
 
+from solution.server.runner import cpu_has_native_bf16
 from solution.server.standins.corpus import reference_texts
 
 from . import report, scenarios
@@ -40,6 +41,8 @@ PY = sys.executable
 # (shared/GPU.md). Replays scale the reference arrival rates by (our bare limit / 160), so the
 # load keeps its ratio to capacity on a machine that has a fraction of the T4's.
 REFERENCE_CAPACITY_RPS = 160.0
+# bf16 is measured where the CPU runs it natively; elsewhere the server refuses it (runner.py)
+DTYPES = ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ class Suite:
     def limit(self) -> dict[str, Any]:
         return self.run_peer(
             "limit",
-            ["--dtypes", "fp32,bf16", "--batch-sizes", self.plan.limit_batches],
+            ["--dtypes", ",".join(DTYPES), "--batch-sizes", self.plan.limit_batches],
             ["--min-seconds", str(self.plan.limit_min_s), "--parity", str(self.plan.parity)],
         )
 
@@ -356,7 +359,7 @@ def run(
         )
         part_done("naive-fp32")
     if suite.want("winner"):
-        for dtype in ("fp32", "bf16") if plan.winner_bf16 else ("fp32",):
+        for dtype in DTYPES if plan.winner_bf16 else ("fp32",):
             print(f"== winner-style peer {dtype}", file=sys.stderr)
             port = free_port()
             argv = [PY, "-m", f"{peers}.winner", *model, str(port), "--dtype", dtype]
@@ -369,7 +372,7 @@ def run(
             )
             part_done(f"winner-{dtype}")
     if suite.want("service"):
-        for dtype in ("fp32", "bf16"):
+        for dtype in DTYPES:
             print(f"== this service {dtype}", file=sys.stderr)
             port, grpc_port = free_port(), free_port()
             argv = [PY, "-m", "solution.server", "--http-port", str(port)]
