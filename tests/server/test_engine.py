@@ -139,10 +139,11 @@ async def test_expired_deadline_is_dropped_before_compute(engine: Engine):
     try:
         with pytest.raises(DeadlineExceeded):
             await engine.submit(["too late"], deadline=time.monotonic() - 1)
+        # answered at once; a text the tokenizer had already taken leaves when its ids arrive
+        await until(lambda: engine.idle)
     finally:
         engine.observers.remove(reports.append)
     assert sum(r.texts for r in reports) == 0  # no batch computed it
-    assert engine.idle
 
 
 async def test_cancelled_request_costs_no_compute(engine: Engine):
