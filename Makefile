@@ -19,12 +19,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts
 
 install: $(VENV)/.installed
 
-$(TINY)/.built: $(VENV)/.installed solution/server/standins/*.py
-	$(PY) -m solution.server.standins --size tiny $(TINY)
+$(TINY)/.built: $(VENV)/.installed solution/standins/*.py
+	$(PY) -m solution.standins --size tiny $(TINY)
 	touch $@
 
-$(BASE)/.built: $(VENV)/.installed solution/server/standins/*.py
-	$(PY) -m solution.server.standins --size base $(BASE)
+$(BASE)/.built: $(VENV)/.installed solution/standins/*.py
+	$(PY) -m solution.standins --size base $(BASE)
 	touch $@
 
 ## demo: serve the offline stand-in models on port 8000 (HTTP) and 50051 (gRPC)

@@ -25,7 +25,7 @@ from solution.benchmarks.machine import machine_info
 from solution.benchmarks.procs import http_get_status
 from solution.benchmarks.stats import format_summary
 from solution.benchmarks.tokens import format_tokens, token_stats
-from solution.server.standins.corpus import reference_texts
+from solution.standins.corpus import reference_texts
 
 
 def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:

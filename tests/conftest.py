@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 import uvloop
 
-from solution.server import config, http
+from solution.server import config
 from solution.server.app import build_engine
-from solution.server.engine import BatchReport, Engine
-from solution.server.errors import ServiceError
-from solution.server.grpc_service import GrpcFrontend
-from solution.server.routes import Routes
-from solution.server.scheduler import State
-from solution.server.service import Observe, Service
+from solution.server.engine.engine import BatchReport, Engine
+from solution.server.engine.errors import ServiceError
+from solution.server.engine.scheduler import State
+from solution.server.engine.service import Observe, Service
+from solution.server.http import protocol as http
+from solution.server.http.routes import Routes
+from solution.server.rpc.servicer import GrpcFrontend
 from tests.live_server import free_port
 
 
@@ -35,7 +36,7 @@ def standins_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cached = os.environ.get("STANDINS_TINY")
     if cached and (Path(cached) / "cardiffnlp" / "config.json").is_file():
         return Path(cached)
-    from solution.server.standins.build import build
+    from solution.standins.build import build
 
     out = tmp_path_factory.mktemp("standins-tiny")
     build("tiny", out)

@@ -72,7 +72,7 @@ def parse_ramp(spec: str) -> scenarios.Scenario:
 
 
 def texts_and_labels(args: argparse.Namespace) -> tuple[list[str], LabelSets | None]:
-    from solution.server.standins.corpus import reference_texts
+    from solution.standins.corpus import reference_texts
 
     texts = reference_texts(args.texts, seed=args.seed)
     labels = None if args.no_check else expected_labels(models_dir=args.models_dir)

@@ -25,8 +25,8 @@ def expected_labels(
     # imported here: they pull in torch/transformers, which the summary code does not need
     from transformers import AutoConfig, PretrainedConfig
 
-    from solution.server.models import load_model_specs, resolve_labels
-    from solution.server.standins.build import STANDINS
+    from solution.server.compute.models import load_model_specs, resolve_labels
+    from solution.standins.build import STANDINS
 
     standins = {s.key: s for s in STANDINS}
     sets: LabelSets = {}

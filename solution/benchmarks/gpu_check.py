@@ -52,20 +52,20 @@ import numpy as np
 import torch
 import transformers
 
-from solution.server import batching, buckets, planning
-from solution.server.config import DEFAULT_MODEL_CONFIG
-from solution.server.engine import BatchingLimits, Engine
-from solution.server.families import Family, group_families
-from solution.server.graphs import capture_eager
-from solution.server.models import (
+from solution.server.compute import batching, buckets, planning
+from solution.server.compute.families import Family, group_families
+from solution.server.compute.graphs import capture_eager
+from solution.server.compute.models import (
     LoadedModel,
     load_model_specs,
     load_models,
     resolve_labels,
 )
-from solution.server.runner import FamilyWork, ForwardCall, Runner
-from solution.server.standins.corpus import reference_texts
-from solution.server.streams import CudaStreams
+from solution.server.compute.runner import FamilyWork, ForwardCall, Runner
+from solution.server.compute.streams import CudaStreams
+from solution.server.config import DEFAULT_MODEL_CONFIG
+from solution.server.engine.engine import BatchingLimits, Engine
+from solution.standins.corpus import reference_texts
 
 from .checks import LabelSets, check_result
 from .engine_target import EngineTarget
@@ -160,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         record.save()
         print("gpu_check cannot run; missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         print(
-            f"build the stand-ins with: python -m solution.server.standins --size tiny "
-            f"{args.standins}",
+            f"build the stand-ins with: python -m solution.standins --size tiny {args.standins}",
             file=sys.stderr,
         )
         return 2

@@ -27,7 +27,7 @@ command -v "$PYTHON" >/dev/null || fail "no $PYTHON on PATH (set PYTHON)"
     || fail "$PYTHON cannot import torch, transformers, tokenizers and numpy"
 for key in cardiffnlp ivanlau svalabs EIStakovskii jy46604790; do
     [ -f "$STANDINS/$key/config.json" ] || fail "missing $STANDINS/$key: build it here with" \
-        "'python -m solution.server.standins --size tiny $STANDINS' and name it in carry"
+        "'python -m solution.standins --size tiny $STANDINS' and name it in carry"
 done
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1

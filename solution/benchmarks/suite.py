@@ -23,8 +23,8 @@ from typing import Any
 
 import uvloop
 
-from solution.server.runner import cpu_has_native_bf16
-from solution.server.standins.corpus import reference_texts
+from solution.server.compute.runner import cpu_has_native_bf16
+from solution.standins.corpus import reference_texts
 
 from . import report, scenarios
 from .checks import LabelSets, check_http, expected_labels

@@ -8,7 +8,7 @@ import sys
 
 import uvloop
 
-from . import config, logs
+from solution.server import config, logs
 
 log = logging.getLogger("solution.server")
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    from .app import App  # imports torch: after OMP_WAIT_POLICY is set
+    from solution.server.app import App  # imports torch: after OMP_WAIT_POLICY is set
 
     app = App(settings)
     try:

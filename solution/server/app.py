@@ -16,19 +16,32 @@ from typing import Any
 
 import torch
 
-from . import http
-from .config import Settings
-from .engine import BatchingLimits, Engine
-from .families import group_families
-from .grpc_service import GrpcFrontend
-from .metrics import Metrics
-from .models import load_model_specs, load_models
-from .routes import Routes
-from .runner import pick_device, pick_dtype
-from .service import Service
-from .standins.corpus import reference_texts
+from solution.server.compute.families import group_families
+from solution.server.compute.models import load_model_specs, load_models
+from solution.server.compute.runner import pick_device, pick_dtype
+from solution.server.config import Settings
+from solution.server.engine.engine import BatchingLimits, Engine
+from solution.server.engine.service import Service
+from solution.server.http import protocol as http
+from solution.server.http.routes import Routes
+from solution.server.metrics import Metrics
+from solution.server.rpc.servicer import GrpcFrontend
 
 log = logging.getLogger("solution.server")
+
+# The warm-up batch: texts shaped like the reference client's (several scripts, emoji, URLs,
+# control characters, the empty string) and one near the long lane's threshold, so the first
+# client request meets tokenizers, kernels and allocator pools that have already run.
+WARMUP_TEXTS = (
+    "We ordered pizza and watched the game \U0001f525\U0001f60a https://t.co/tnXolAR",
+    "Mañana voy al mercado con mi madre \x0e\x1a\t https://youtu.be/9teLbmz",
+    "Es regnet schon wieder in München \u26bd",
+    "我姐姐从去年开始住在广州 \U0001f30d Το τρένο για τη Θεσσαλονίκη φεύγει στις οκτώ",
+    "Önce kahve, sonra e-postalar \U0001f44d Bugün İstanbul'da yine yağmur yağıyor",
+    "Free crypto giveaway! Click here and send BTC 1xSdJWPMaaugvrzfArxuaiDqaH4rz6",
+    "",
+    "x" * 4000,
+)
 
 # Padded tokens per forward call when CLS_MICRO_BATCH_TOKENS is 0. On a CPU a forward's cost per
 # text barely changes from 4 to 16 texts (benchmarks: 2.98 vs 3.17 texts/s for base models), so
@@ -113,7 +126,7 @@ class App:
         self.engine.start()
         self.metrics.attach(self.engine)
         self.service.bind(self.engine)
-        await self.engine.warm_up([*reference_texts(8, seed=3), "", "x" * 4000])
+        await self.engine.warm_up(WARMUP_TEXTS)
         if self.grpc is not None:
             await self.grpc.set_serving()
         log.info(

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_MODEL_CONFIG
-from .models import load_model_specs
+from solution.server.compute.models import load_model_specs
+from solution.server.config import DEFAULT_MODEL_CONFIG
 
 
 def main() -> int:

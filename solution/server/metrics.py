@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .engine import BatchReport, Engine
+from solution.server.engine.engine import BatchReport, Engine
 
 # Latency buckets from 1 ms (a cache-warm tiny batch) to 10 s (a deep queue on a CPU).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

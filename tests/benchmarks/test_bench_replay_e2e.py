@@ -9,8 +9,8 @@ import pytest
 from solution.benchmarks import scenarios
 from solution.benchmarks.checks import check_http, expected_labels
 from solution.benchmarks.http_client import HttpTarget
-from solution.server import http
-from solution.server.routes import Routes
+from solution.server.http import protocol as http
+from solution.server.http.routes import Routes
 from tests.conftest import bound_service, free_port
 
 

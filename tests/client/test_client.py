@@ -36,8 +36,8 @@ from solution.client import (
 )
 from solution.client.grpc_client import wire_text
 from solution.proto.classifier.v1 import classifier_pb2 as pb
-from solution.server.engine import Engine
-from solution.server.options import MAX_TOP_K
+from solution.server.engine.engine import Engine
+from solution.server.engine.options import MAX_TOP_K
 from tests.standin_texts import KNOWN, mismatches
 
 TEXTS = [

@@ -13,7 +13,7 @@ from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import config
 from solution.server.app import App
-from solution.server.grpc_service import SERVICE_NAME
+from solution.server.rpc.servicer import SERVICE_NAME
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

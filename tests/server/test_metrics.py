@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from solution.server.engine import BatchReport
-from solution.server.errors import Overloaded
+from solution.server.engine.engine import BatchReport
+from solution.server.engine.errors import Overloaded
 from solution.server.metrics import Metrics
 
 

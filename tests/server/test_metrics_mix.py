@@ -25,7 +25,7 @@ from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import config
 from solution.server.app import App
-from solution.server.grpc_service import SERVICE_NAME
+from solution.server.rpc.servicer import SERVICE_NAME
 from tests.conftest import ComputeGate, until
 
 QUEUE_TEXTS = 12  # small, so that a held compute thread fills it with a few requests

@@ -16,9 +16,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from solution.server.compute.models import load_model_specs
 from solution.server.config import DEFAULT_MODEL_CONFIG
-from solution.server.models import load_model_specs
-from solution.server.standins.corpus import reference_texts
+from solution.standins.corpus import reference_texts
 
 KEYS = [spec.key for spec in load_model_specs(DEFAULT_MODEL_CONFIG)]  # the API's response keys
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from solution.proto.classifier.v1 import classifier_pb2 as pb
-from solution.server.standins.corpus import reference_texts
+from solution.standins.corpus import reference_texts
 
 CLASSIFY = "/classifier.v1.Classifier/Classify"
 CLASSIFY_BATCH = "/classifier.v1.Classifier/ClassifyBatch"

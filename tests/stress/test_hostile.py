@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solution.server import config, http
-from solution.server.errors import InvalidInput
-from solution.server.routes import decode_request, decode_texts
+from solution.server import config
+from solution.server.engine.errors import InvalidInput
+from solution.server.http import protocol as http
+from solution.server.http.routes import decode_request, decode_texts
 from tests.stress.hostile import KEYS, cases
 from tests.stress.run import FLOOD_CONNECTIONS, report, stress
 

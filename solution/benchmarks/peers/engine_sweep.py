@@ -20,8 +20,8 @@ import uvloop
 
 from solution.server import config
 from solution.server.app import build_engine
-from solution.server.engine import Engine
-from solution.server.standins.corpus import reference_texts
+from solution.server.engine.engine import Engine
+from solution.standins.corpus import reference_texts
 
 from ..checks import expected_labels
 from ..engine_target import EngineTarget

@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 
+from solution.server.compute.families import Family, group_families
+from solution.server.compute.models import LoadedModel, load_model_specs, load_models
+from solution.server.compute.runner import pick_dtype
 from solution.server.config import DEFAULT_MODEL_CONFIG
-from solution.server.families import Family, group_families
-from solution.server.models import LoadedModel, load_model_specs, load_models
-from solution.server.runner import pick_dtype
-from solution.server.standins.corpus import reference_texts
+from solution.standins.corpus import reference_texts
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]  # per family: (input_ids, attention_mask)
 

@@ -26,8 +26,8 @@ def load(models_dir: str, dtype: torch.dtype) -> list[tuple[str, Any, dict[str, 
     """(response key, pipeline, pipeline label -> API label) per configured model."""
     from transformers import pipeline
 
+    from solution.server.compute.models import load_model_specs, resolve_labels
     from solution.server.config import DEFAULT_MODEL_CONFIG
-    from solution.server.models import load_model_specs, resolve_labels
 
     loaded = []
     for spec in load_model_specs(DEFAULT_MODEL_CONFIG, models_dir):

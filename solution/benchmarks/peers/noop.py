@@ -1,7 +1,7 @@
 """The HTTP layer alone: ``python -m solution.benchmarks.peers.noop ours|uvicorn --port P``.
 
 Both servers do the same JSON work around a classifier that does nothing: decode the body into
-texts, encode a five-key result. ``ours`` is ``solution.server.http`` with the service's own
+texts, encode a five-key result. ``ours`` is ``server.http.protocol`` with the service's own
 decoder (``routes.decode_texts``) and result type (``engine.Prediction``); ``uvicorn`` runs the
 minimal ASGI app of ``peers.asgi`` on uvicorn with httptools and uvloop.
 """
@@ -23,10 +23,10 @@ def canned() -> dict[str, dict[str, object]]:
 def run_ours(host: str, port: int) -> None:
     import uvloop
 
-    from solution.server import http
     from solution.server.config import Settings
-    from solution.server.engine import Prediction
-    from solution.server.routes import decode_texts
+    from solution.server.engine.engine import Prediction
+    from solution.server.http import protocol as http
+    from solution.server.http.routes import decode_texts
 
     settings = Settings(host=host, http_port=port)
     result = {key: Prediction(0.5, "LABEL_0") for key in KEYS}

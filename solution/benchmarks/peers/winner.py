@@ -30,7 +30,7 @@ Item = tuple[str, asyncio.Future[dict[str, Any]]]
 
 class ModelWorker:
     def __init__(self, loaded: Any, executor: ThreadPoolExecutor):
-        self.loaded = loaded  # solution.server.models.LoadedModel
+        self.loaded = loaded  # solution.server.compute.models.LoadedModel
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.executor = executor
 
@@ -103,8 +103,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     args = parser.parse_args()
 
+    from solution.server.compute.models import load_model_specs, load_models
     from solution.server.config import DEFAULT_MODEL_CONFIG
-    from solution.server.models import load_model_specs, load_models
 
     from .asgi import make_app, serve  # orjson and uvicorn: only for serving over HTTP
 

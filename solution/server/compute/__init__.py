@@ -1,0 +1,12 @@
+"""The compute layer: models, tokenizer families, forward-call planning and the device.
+
+- ``models``: loading (``from_pretrained`` on a hub id or a folder) and checking the models;
+- ``families``: tokenizers grouped by what decides their ids, and the tokenization rules;
+- ``batching``, ``planning``: a batch cut into forward calls, as pure functions;
+- ``buckets``, ``graphs``: CUDA-graph shapes (pure) and their capture and replay;
+- ``streams``: one CUDA stream per model (or models in turn on the CPU);
+- ``runner``: one batch through every model, one host copy of the logits;
+- ``scoring``: logits to answers.
+
+Nothing here imports the engine or a front-end.
+"""

@@ -1,0 +1,128 @@
+"""The protocol-neutral service: the one call both front-ends make, and the one place they report.
+
+    HTTP (routes.py) / gRPC (grpc_service.py):
+        decode -> Service.classify(texts, deadline, options) -> encode
+
+Readiness, the texts-per-request limit, the options' check and the engine binding live here, once;
+each front-end keeps only its decoding, its encoding and its table from ``ServiceError`` to its own
+status codes.
+``observe`` is the one metrics hook of both front-ends: every request they receive ends in exactly
+one call, with a route label from a bounded set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from solution.server.engine.engine import Engine, Result
+from solution.server.engine.errors import InvalidInput, NotReady
+from solution.server.engine.options import Options
+
+Observe = Callable[[str, str, str, float], None]  # (protocol, route, status, seconds)
+
+OTHER_ROUTE = "other"  # the label of every route a front-end does not serve (bounded labels)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client may know of one served model (GET /models, gRPC ListModels)."""
+
+    key: str
+    source: str
+    architecture: str
+    labels: list[str]
+    tokenizer_family: str
+    device: str
+    dtype: str
+    max_tokens: int
+    function: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Service:
+    def __init__(self, max_texts: int, observe: Observe | None = None):
+        self.max_texts = max_texts
+        self.engine: Engine | None = None  # None while the models load
+        self._observe = observe
+        self._routes: dict[str, frozenset[str]] = {}  # protocol -> the routes it serves
+
+    def bind(self, engine: Engine) -> None:
+        """The models have loaded: requests reach the engine from now on."""
+        self.engine = engine
+
+    def serve_routes(self, protocol: str, routes: Iterable[str]) -> None:
+        """Declare a front-end's routes; any other route is observed as ``other``."""
+        self._routes[protocol] = frozenset(routes)
+
+    # ---- readiness ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and self.engine.ready
+
+    def not_ready_reason(self) -> str:
+        """Why the service is not ready (only meaningful while ``ready`` is false)."""
+        if self.engine is None:
+            return "models loading"
+        if self.engine.failure is not None:
+            return "the engine failed; restarting"
+        return "shutting down" if not self.engine.accepting else "models loading"
+
+    # ---- the call -------------------------------------------------------------------------------
+
+    async def classify(
+        self,
+        texts: Sequence[str],
+        *,
+        deadline: float | None,
+        protocol: str,
+        options: Options | None = None,
+    ) -> list[Result]:
+        """Results for ``texts`` in order, or a ``ServiceError`` for the front-end's table.
+        ``deadline`` is a ``time.monotonic()`` value (None: no deadline)."""
+        if len(texts) > self.max_texts:
+            raise InvalidInput(f"at most {self.max_texts} texts per request, got {len(texts)}")
+        if self.engine is None:
+            raise NotReady()
+        if options is not None:
+            options.check(self.engine.keys)
+        return await self.engine.submit(texts, deadline=deadline, options=options, origin=protocol)
+
+    def models(self) -> list[ModelInfo]:
+        """The served models in response order; ``NotReady`` while they load."""
+        engine = self.engine
+        if engine is None:
+            raise NotReady()
+        family_of = {m: f.name for f in engine.families for m in f.members}
+        return [
+            ModelInfo(
+                key=model.key,
+                source=model.spec.source,
+                architecture=model.architecture,
+                labels=list(model.labels),
+                tokenizer_family=family_of[i],
+                device=str(engine.runner.device),
+                dtype=_dtype_name(model.model),
+                max_tokens=model.max_tokens,
+                function=model.function,
+            )
+            for i, model in enumerate(engine.models)
+        ]
+
+    # ---- observation ----------------------------------------------------------------------------
+
+    def observe(self, protocol: str, route: str | None, status: str, seconds: float) -> None:
+        if self._observe is None:
+            return
+        served = self._routes.get(protocol, frozenset())
+        self._observe(protocol, route if route in served else OTHER_ROUTE, status, seconds)
+
+
+def _dtype_name(module: object) -> str:
+    parameters = getattr(module, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    names = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+    return names.get(str(getattr(first, "dtype", "")), str(getattr(first, "dtype", "unknown")))

@@ -1,0 +1,284 @@
+"""The scheduler's rules, driven by hand: no threads, no models, no clock (``now`` is passed in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from solution.server.engine.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
+from solution.server.engine.scheduler import (
+    LONG_TEXT_CHARS,
+    TOKENIZE_CHUNK_TEXTS,
+    BatchingLimits,
+    Entry,
+    Lane,
+    Request,
+    Scheduler,
+    State,
+)
+
+LIMITS = BatchingLimits(max_batch_texts=4, max_batch_tokens=100, queue_texts=10)
+
+
+def make(limits: BatchingLimits = LIMITS) -> Scheduler:
+    return Scheduler(limits, n_families=2)
+
+
+def admit(s: Scheduler, *texts: str, deadline: float | None = None) -> Request:
+    request = Request(len(texts), deadline)
+    s.admit(request, texts)
+    return request
+
+
+def tokenize_all(s: Scheduler, lane: Lane = Lane.SHORT, tokens: int = 5) -> list[Entry]:
+    """What a tokenizer thread does: take a chunk, give every text ``tokens`` ids per family."""
+    chunk = s.take_for_tokenizing(lane)
+    assert s.tokenized(chunk, [[[1] * tokens, [2] * tokens] for _ in chunk]) == []
+    return chunk
+
+
+def texts(batch) -> list[str]:
+    return [e.text for e in batch.entries]
+
+
+def test_admission_is_all_or_nothing_within_the_budget():
+    s = make()
+    admit(s, *"abcdefgh")
+    with pytest.raises(Overloaded):
+        admit(s, "x", "y", "z")  # 8 + 3 > 10: none of the three is queued
+    assert s.waiting_texts == 8
+    admit(s, "x", "y")
+    assert s.waiting_texts == 10
+
+
+def test_a_batch_is_cut_from_tokenized_texts_in_arrival_order():
+    s = make()
+    admit(s, "a", "b")
+    admit(s, "c")
+    tokenize_all(s)
+    cut = s.cut(now=0.0)
+    assert cut.batch is not None and texts(cut.batch) == ["a", "b", "c"]
+    assert all(e.state is State.BATCHED for e in cut.batch.entries)
+    assert s.waiting_texts == 0 and s.computing_texts == 3
+    s.finish(cut.batch)
+    assert s.idle and all(e.state is State.DONE for e in cut.batch.entries)
+
+
+def test_what_does_not_fit_stays_first_in_line_for_the_next_batch():
+    s = make()
+    admit(s, *"abcdef")  # six texts, four per batch
+    tokenize_all(s)
+    first = s.cut(now=0.0).batch
+    assert first is not None and texts(first) == ["a", "b", "c", "d"]
+    admit(s, "g")
+    tokenize_all(s)
+    s.finish(first)
+    second = s.cut(now=0.0).batch
+    assert second is not None and texts(second) == ["e", "f", "g"]
+
+
+def test_the_token_budget_stops_the_batch_but_a_single_large_text_still_runs():
+    s = make()
+    admit(s, "big", "small")
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    s.tokenized(chunk, [[[0] * 150, [0] * 150], [[0] * 5, [0] * 5]])
+    first = s.cut(now=0.0).batch
+    assert first is not None and texts(first) == ["big"]  # over the budget alone: taken alone
+    s.finish(first)
+    second = s.cut(now=0.0).batch
+    assert second is not None and texts(second) == ["small"]
+
+
+def test_the_cost_of_a_text_is_its_longest_tokenization():
+    s = make()
+    admit(s, "a", "b", "c")
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    s.tokenized(chunk, [[[0] * 10, [0] * 45]] * 3)  # 45 each: two fit in 100, not three
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["a", "b"]
+
+
+def test_duplicates_in_a_batch_become_one_row():
+    s = make()
+    admit(s, "same", "other", "same")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None
+    assert batch.texts == ["same", "other"] and batch.row_of_entry == [0, 1, 0]
+    assert len(batch.ids) == 2 and len(batch.ids[0]) == 2  # [family][row]
+
+
+def test_the_cut_waits_for_short_texts_that_arrived_before_it_began():
+    s = make()
+    admit(s, "a")
+    tokenize_all(s)
+    admit(s, "b")  # queued, not yet tokenized: a few milliseconds away
+    assert s.cut(now=0.0).batch is None
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["a", "b"]
+
+
+def test_texts_arriving_after_the_cut_began_never_hold_it():
+    s = make()
+    admit(s, "a")
+    s.take_for_tokenizing(Lane.SHORT)  # "a" is being tokenized
+    assert s.cut(now=0.0).batch is None  # waits for "a"
+    admit(s, "late")  # arrives while the cut waits
+    chunk = [e for e in s._waiting if e.text == "a"]
+    s.tokenized(chunk, [[[1], [1]]])
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["a"]  # not held up by "late"
+
+
+def test_no_cut_ever_waits_for_a_long_text():
+    s = make()
+    long_text = "x" * (LONG_TEXT_CHARS + 1)
+    admit(s, long_text)
+    admit(s, "short")
+    assert s.take_for_tokenizing(Lane.LONG)[0].text == long_text  # its own lane, still working
+    tokenize_all(s, Lane.SHORT)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["short"]
+
+
+def test_the_long_lane_takes_one_text_at_a_time_and_the_short_lane_a_chunk():
+    s = make(BatchingLimits(queue_texts=1000))
+    long_text = "x" * (LONG_TEXT_CHARS + 1)
+    admit(s, long_text, long_text, *["t"] * (TOKENIZE_CHUNK_TEXTS + 10))
+    assert len(s.take_for_tokenizing(Lane.LONG)) == 1
+    assert len(s.take_for_tokenizing(Lane.SHORT)) == TOKENIZE_CHUNK_TEXTS
+    assert len(s.take_for_tokenizing(Lane.SHORT)) == 10
+    assert s.take_for_tokenizing(Lane.SHORT) == []
+
+
+def test_max_wait_lets_a_batch_grow_then_cuts():
+    s = make(BatchingLimits(max_batch_texts=4, max_wait_s=0.01, queue_texts=10))
+    admit(s, "a")
+    tokenize_all(s)
+    cut = s.cut(now=1.0)
+    assert cut.batch is None and cut.wait_s == pytest.approx(0.01)
+    admit(s, "b")
+    tokenize_all(s)
+    assert s.cut(now=1.005).batch is None
+    batch = s.cut(now=1.011).batch
+    assert batch is not None and texts(batch) == ["a", "b"]
+
+
+def test_max_wait_ends_early_when_the_batch_is_full():
+    s = make(BatchingLimits(max_batch_texts=2, max_wait_s=10.0, queue_texts=10))
+    admit(s, "a", "b")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["a", "b"]
+
+
+def test_a_cancelled_request_leaves_the_queue_and_the_budget_at_once():
+    s = make()
+    gone = admit(s, *"abcdefgh")
+    tokenize_all(s)
+    assert s.cancel(gone) == 8
+    assert s.waiting_texts == 0 and s.dropped["client_gone"] == 8
+    admit(s, *"0123456789")  # the whole budget is free again
+
+
+def test_a_request_cancelled_while_tokenizing_is_dropped_when_its_ids_arrive():
+    s = make()
+    gone = admit(s, "a")
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    s.cancel(gone)
+    assert s.waiting_texts == 1  # its tokenizer still holds it
+    assert s.tokenized(chunk, [[[1], [1]]]) == []
+    assert s.idle and s.dropped["client_gone"] == 1
+
+
+def test_an_expired_deadline_is_dropped_while_filling_and_answered():
+    s = make()
+    late = admit(s, "late", deadline=5.0)
+    admit(s, "fine")
+    tokenize_all(s)
+    cut = s.cut(now=6.0)
+    assert cut.batch is not None and texts(cut.batch) == ["fine"]
+    assert [(e.text, type(err)) for e, err in cut.dropped] == [("late", DeadlineExceeded)]
+    assert late.entries[0].state is State.DONE and s.dropped["deadline"] == 1
+
+
+def test_expire_answers_only_a_request_with_texts_left_waiting():
+    s = make()
+    computing = admit(s, "a")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None
+    assert s.expire(computing) is False  # all of it is computing: its answer is moments away
+    waiting = admit(s, "b")
+    assert s.expire(waiting) is True
+    assert s.waiting_texts == 0
+
+
+def test_a_failed_text_drops_the_rest_of_its_request():
+    s = make(BatchingLimits(max_batch_texts=1, queue_texts=10))
+    request = admit(s, "bad", "never computed")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["bad"]
+    s.finish(batch, failed=batch.entries)
+    assert s.idle and s.dropped["request_failed"] == 1
+    assert request.entries[1].state is State.DONE
+
+
+def test_a_tokenizer_error_answers_the_text_and_drops_its_request():
+    s = make()
+    admit(s, "bad", "sibling")
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    failure = ModelFailure("tokenizer failed")
+    outcomes = s.tokenized(chunk[:1], [failure])
+    assert outcomes == [(chunk[0], failure)]
+    s.tokenized(chunk[1:], [[[1], [1]]])  # the sibling's ids arrive after: dropped, not queued
+    assert s.idle
+
+
+def test_stop_answers_everything_waiting_and_lets_the_batch_in_hand_finish():
+    """Nothing is taken out and pushed back, so there is no moment at which a stop can miss the
+    entries of a batch cut (the old engine lost those between the cut and its push-back)."""
+    s = make()
+    r1 = admit(s, *"abcdef")
+    r2 = admit(s, "g")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch  # takes four, two of r1 stay in line
+    assert batch is not None
+    outcomes = s.stop()
+    assert sorted(e.text for e, _ in outcomes) == ["e", "f", "g"]
+    assert all(isinstance(err, ShuttingDown) for _, err in outcomes)
+    errors = {id(e.request): err for e, err in outcomes}
+    assert errors[id(r1)] is not errors[id(r2)]  # one exception object per request
+    assert s.computing_texts == 4
+    s.finish(batch)
+    assert s.idle
+    with pytest.raises(ShuttingDown):
+        admit(s, "after")
+    assert s.cut(now=0.0).batch is None
+
+
+def test_abort_answers_computing_texts_too():
+    s = make()
+    admit(s, "a", "b")
+    admit(s, "c")
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    admit(s, "d")
+    outcomes = s.abort(ModelFailure, "a worker died")
+    assert sorted(e.text for e, _ in outcomes) == ["a", "b", "c", "d"]
+    assert all(isinstance(err, ModelFailure) for _, err in outcomes)
+    assert s.idle
+    assert batch is not None
+    s.finish(batch)  # the compute thread returning late changes nothing
+    assert s.idle
+
+
+def test_a_deadline_passing_while_a_text_is_tokenized_still_answers_the_request():
+    """Found by the HTTP stress run: such a request was never answered."""
+    s = make()
+    late = admit(s, "late", deadline=1.0)
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    assert s.expire(late) is True  # the owner answers DeadlineExceeded now
+    assert s.tokenized(chunk, [[[1], [1]]]) == []  # and the ids that arrive later are dropped
+    assert s.idle
