@@ -16,10 +16,11 @@ import uvloop
 
 from solution.server import config
 from solution.server.app import build_engine
-from solution.server.engine.engine import BatchReport, Engine
-from solution.server.engine.errors import ServiceError
-from solution.server.engine.scheduler import State
+from solution.server.engine.batches import BatchReport
+from solution.server.engine.engine import Engine
+from solution.server.engine.entries import State
 from solution.server.engine.service import Observe, Service
+from solution.server.errors import ServiceError
 from solution.server.http import protocol as http
 from solution.server.http.routes import Routes
 from solution.server.rpc.servicer import GrpcFrontend
@@ -113,8 +114,8 @@ class ComputeGate:
 
 def entry_states(engine: Engine) -> list[State]:
     """The states of the engine's waiting entries, in arrival order."""
-    with engine._lock:
-        return [e.state for e in engine._scheduler._waiting]
+    with engine.lock:  # the documented way to read the engine's scheduler
+        return engine.scheduler.states()
 
 
 # ---- front-ends on the shared engine (gRPC and client tests) -----------------------------------

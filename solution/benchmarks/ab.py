@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from solution.server.compute.runner import cpu_has_native_bf16
+from solution.server.config import cpu_has_native_bf16
 
 from . import report
 

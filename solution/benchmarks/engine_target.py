@@ -4,7 +4,7 @@ each result checked like an HTTP answer. Used by the wait sweep and the GPU chec
 from __future__ import annotations
 
 from solution.server.engine.engine import Engine
-from solution.server.engine.errors import ServiceError
+from solution.server.errors import ServiceError
 
 from .checks import LabelSets, check_result
 from .load import Outcome

@@ -63,8 +63,9 @@ from solution.server.compute.models import (
 )
 from solution.server.compute.runner import FamilyWork, ForwardCall, Runner
 from solution.server.compute.streams import CudaStreams
-from solution.server.config import DEFAULT_MODEL_CONFIG
-from solution.server.engine.engine import BatchingLimits, Engine
+from solution.server.config import DEFAULT_MODEL_CONFIG, Settings
+from solution.server.engine.engine import Engine
+from solution.server.engine.limits import BatchingLimits
 from solution.standins.corpus import reference_texts
 
 from .checks import LabelSets, check_result
@@ -571,7 +572,8 @@ async def drive_engine(
 ) -> dict[str, Any]:
     args = setup.args
     labels: LabelSets = {m.key: frozenset(m.labels) for m in models}
-    engine = Engine(models, families, setup.device, BatchingLimits())
+    limits = BatchingLimits.from_settings(Settings(), setup.device.type)
+    engine = Engine(models, families, setup.device, limits)
     # as app.build_engine does: the one call beyond the engine's public API
     out: dict[str, Any] = {"capture": engine.runner.prepare("on", **capture_args(setup))}
     engine.start()
@@ -638,7 +640,8 @@ async def sweep_waits(
     scenario = Scenario("sweep", f"{rate:.1f}/s", rate, (Stage(args.seconds / 2, rate),))
     out: dict[str, Any] = {"rate_rps": rate}
     for wait in waits_ms:
-        engine = Engine(models, families, device, BatchingLimits(max_wait_s=wait / 1000.0))
+        limits = BatchingLimits.from_settings(Settings(max_wait_ms=wait), device.type)
+        engine = Engine(models, families, device, limits)
         engine.start()
         await engine.warm_up(texts[:8])
         target = EngineTarget(engine, texts, labels, f"engine wait {wait:g} ms")

@@ -23,7 +23,7 @@ from typing import Any
 
 import uvloop
 
-from solution.server.compute.runner import cpu_has_native_bf16
+from solution.server.config import cpu_has_native_bf16
 from solution.standins.corpus import reference_texts
 
 from . import report, scenarios

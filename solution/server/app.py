@@ -18,9 +18,9 @@ import torch
 
 from solution.server.compute.families import group_families
 from solution.server.compute.models import load_model_specs, load_models
-from solution.server.compute.runner import pick_device, pick_dtype
-from solution.server.config import Settings
-from solution.server.engine.engine import BatchingLimits, Engine
+from solution.server.config import Settings, pick_device, pick_dtype
+from solution.server.engine.engine import Engine
+from solution.server.engine.limits import BatchingLimits
 from solution.server.engine.service import Service
 from solution.server.http import protocol as http
 from solution.server.http.routes import Routes
@@ -43,11 +43,6 @@ WARMUP_TEXTS = (
     "x" * 4000,
 )
 
-# Padded tokens per forward call when CLS_MICRO_BATCH_TOKENS is 0. On a CPU a forward's cost per
-# text barely changes from 4 to 16 texts (benchmarks: 2.98 vs 3.17 texts/s for base models), so
-# small length-sorted calls win by wasting less on padding; a GPU wants fewer, larger calls.
-AUTO_MICRO_BATCH_TOKENS = {"cpu": 1024, "cuda": 4096}
-
 
 def build_engine(settings: Settings) -> Engine:
     """Load the configured models and group their tokenizers; blocking (call from a thread)."""
@@ -60,13 +55,7 @@ def build_engine(settings: Settings) -> Engine:
     families = group_families(
         [m.tokenizer for m in models], [m.key for m in models], [m.max_tokens for m in models]
     )
-    limits = BatchingLimits(
-        max_batch_texts=settings.max_batch_texts,
-        max_batch_tokens=settings.max_batch_tokens,
-        micro_batch_tokens=settings.micro_batch_tokens or AUTO_MICRO_BATCH_TOKENS[device.type],
-        max_wait_s=settings.max_wait_ms / 1000.0,
-        queue_texts=settings.queue_texts,
-    )
+    limits = BatchingLimits.from_settings(settings, device.type)
     log.info(
         "models loaded",
         extra={  # the one start-up line with everything that decides behaviour

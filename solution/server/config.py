@@ -17,7 +17,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+if TYPE_CHECKING:  # torch loads only where a device is resolved: --help and checks stay fast
+    import torch
 
 ENV_PREFIX = "CLS_"
 DEFAULT_MODEL_CONFIG = Path(__file__).with_name("models.json")
@@ -140,6 +143,53 @@ NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "max_pipelined": (1, 1 << 16, "requests held per connection"),
     "shutdown_grace_s": (0, 3600, "seconds; Kubernetes' grace period must exceed it"),
 }
+
+
+# ---- device and dtype: the two settings that depend on the machine ------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    """``CLS_DEVICE`` (a name ``validate`` accepted) resolved on this machine."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CLS_DEVICE=cuda but no CUDA device is visible; use auto or cpu")
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: where bf16 matmuls run natively instead of being emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``CLS_DTYPE`` (a name ``validate`` accepted) resolved for ``device``: what it cannot run
+    fast and right is refused with the setting to change."""
+    import torch
+
+    if name == "auto":
+        name = "fp16" if device.type == "cuda" else "fp32"
+    if device.type == "cpu" and name == "fp16":
+        raise ValueError("CLS_DTYPE=fp16 is slow and imprecise on cpu; use fp32 or bf16")
+    if device.type == "cpu" and name == "bf16" and not cpu_has_native_bf16():
+        raise ValueError("CLS_DTYPE=bf16 needs a cpu with avx512_bf16 or amx; use fp32")
+    if device.type == "cuda" and name == "bf16":
+        # bf16 tensor cores start with compute capability 8.0 (Ampere); before that (a T4 is
+        # 7.5) torch emulates bf16, far slower than fp16 on the same card.
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            raise ValueError(
+                f"CLS_DTYPE=bf16 needs a GPU with bf16 (compute capability 8.0 or later); "
+                f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp16 or auto"
+            )
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return dtypes[name]
 
 
 def numeric_kind(name: str) -> type | None:

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from solution.server.engine.engine import BatchReport, Engine
+from solution.server.engine.batches import BatchReport
+from solution.server.engine.engine import Engine
 
 # Latency buckets from 1 ms (a cache-warm tiny batch) to 10 s (a deep queue on a CPU).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -102,30 +103,31 @@ class _EngineCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        now = self.engine.snapshot()
         yield GaugeMetricFamily(
             "classifier_queue_texts",
             "Texts admitted and waiting for a batch (what CLS_QUEUE_TEXTS limits)",
-            value=self.engine.waiting_texts,
+            value=now.waiting_texts,
         )
         yield GaugeMetricFamily(
             "classifier_computing_texts",
             "Texts in the batch being computed",
-            value=self.engine.computing_texts,
+            value=now.computing_texts,
         )
         dropped = CounterMetricFamily(
             "classifier_dropped_texts",
             "Texts that left without being computed, by reason",
             labels=["reason"],
         )
-        for reason, count in sorted(self.engine.dropped_texts.items()):
+        for reason, count in sorted(now.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
         yield GaugeMetricFamily(
-            "classifier_ready", "1 when models are loaded and warm", value=int(self.engine.ready)
+            "classifier_ready", "1 when models are loaded and warm", value=int(now.ready)
         )
         refused = CounterMetricFamily(
             "classifier_refused", "Requests refused at admission", labels=["reason"]
         )
-        for reason, count in sorted(self.engine.refusals.items()):
+        for reason, count in sorted(now.refused.items()):
             refused.add_metric([reason], count)
         yield refused

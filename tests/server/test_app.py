@@ -36,7 +36,7 @@ async def test_a_dead_engine_worker_fails_pending_calls_turns_unhealthy_and_exit
         def broken(*args: object) -> None:
             raise RuntimeError("simulated bookkeeping bug")
 
-        monkeypatch.setattr(app.engine._scheduler, "tokenized", broken)
+        monkeypatch.setattr(app.engine.scheduler, "tokenized", broken)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await pb_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(text="x"), timeout=10)
         assert info.value.code() == grpc.StatusCode.INTERNAL

@@ -2,6 +2,7 @@ import dataclasses
 import typing
 
 import pytest
+import torch
 
 from solution.server import config
 
@@ -116,3 +117,18 @@ def test_log_level_must_be_a_logging_level():
     with pytest.raises(ValueError, match="CLS_LOG_LEVEL='LOUD'"):
         config.load([], environ={"CLS_LOG_LEVEL": "LOUD"})
     assert config.load([], environ={"CLS_LOG_LEVEL": "debug"}).log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    "capability, name, ok", [((7, 5), "Tesla T4", False), ((9, 0), "NVIDIA H200", True)]
+)
+def test_bf16_needs_a_gpu_with_bf16(monkeypatch, capability, name, ok):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    cuda = torch.device("cuda")
+    assert config.pick_dtype("fp16", cuda) == torch.float16
+    if ok:
+        assert config.pick_dtype("bf16", cuda) == torch.bfloat16
+    else:
+        with pytest.raises(ValueError, match=r"Tesla T4 is 7\.5: use fp16"):
+            config.pick_dtype("bf16", cuda)

@@ -249,7 +249,7 @@ def half_close(rng: random.Random) -> Case:
 
 
 def strict_parsing(rng: random.Random) -> Case:
-    """Each decided by RFC 9112 (see http_reader): refused with the status it deserves, or (the
+    """Each decided by RFC 9112 (see http/reader.py): refused with the status it deserves, or (the
     whitespace run in the request line) deliberately accepted."""
     shapes = [
         (b"GET /health\r\n\r\n", 505),  # HTTP/0.9

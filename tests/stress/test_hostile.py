@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from solution.server import config
-from solution.server.engine.errors import InvalidInput
+from solution.server.errors import InvalidInput
 from solution.server.http import protocol as http
 from solution.server.http.routes import decode_request, decode_texts
 from tests.stress.hostile import KEYS, cases

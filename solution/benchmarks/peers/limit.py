@@ -27,8 +27,7 @@ import torch
 
 from solution.server.compute.families import Family, group_families
 from solution.server.compute.models import LoadedModel, load_model_specs, load_models
-from solution.server.compute.runner import pick_dtype
-from solution.server.config import DEFAULT_MODEL_CONFIG
+from solution.server.config import DEFAULT_MODEL_CONFIG, pick_dtype
 from solution.standins.corpus import reference_texts
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]  # per family: (input_ids, attention_mask)

@@ -23,8 +23,8 @@ def canned() -> dict[str, dict[str, object]]:
 def run_ours(host: str, port: int) -> None:
     import uvloop
 
+    from solution.server.compute.scoring import Prediction
     from solution.server.config import Settings
-    from solution.server.engine.engine import Prediction
     from solution.server.http import protocol as http
     from solution.server.http.routes import decode_texts
 

@@ -1,8 +1,7 @@
-"""Batch assembly as pure functions: what to take from the queue, and how to cut it into forward
-calls. No model, no threads, no I/O here, so every rule is unit-tested on plain lists.
+"""Batch assembly as pure functions: how a batch's texts become forward calls (what the queue
+gives a batch is ``engine.scheduler.Scheduler.cut``'s). No model, no threads, no I/O here, so
+every rule is unit-tested on plain lists.
 
-- ``take_within_budget``: arrival order, up to a text count and a token budget; the entry that
-  does not fit waits for the next batch (at the front of the queue).
 - ``dedupe``: identical texts in a batch are computed once.
 - ``plan_micro_batches``: sort by length, then cut so that padded tokens per forward call stay
   within a budget; similar lengths share a call, which keeps padding low.
@@ -20,21 +19,6 @@ class Costed(Protocol):
 
 
 C = TypeVar("C", bound=Costed)
-
-
-def take_within_budget(
-    candidates: Sequence[C], max_texts: int, max_tokens: int
-) -> tuple[list[C], list[C]]:
-    """Split ``candidates`` (in arrival order) into (taken, left for later). The first candidate is
-    always taken, so a single text larger than the budget cannot block the queue."""
-    taken: list[C] = []
-    tokens = 0
-    for i, entry in enumerate(candidates):
-        if taken and (len(taken) >= max_texts or tokens + entry.cost > max_tokens):
-            return taken, list(candidates[i:])
-        taken.append(entry)
-        tokens += entry.cost
-    return taken, []
 
 
 def dedupe(texts: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -71,9 +55,3 @@ def positions(lengths: Sequence[int], calls: Sequence[Sequence[int]]) -> tuple[i
     """(real tokens, computed positions) of the calls: each call computes ``count x longest``."""
     computed = sum(len(c) * max(lengths[i] for i in c) for c in calls if c)
     return sum(lengths[i] for c in calls for i in c), computed
-
-
-def padding_ratio(lengths: Sequence[int], calls: Sequence[Sequence[int]]) -> float:
-    """Share of computed positions that are padding (0 = none)."""
-    real, computed = positions(lengths, calls)
-    return 1.0 - real / computed if computed else 0.0

@@ -1,4 +1,5 @@
-"""Tokenizer families: models whose tokenizers produce the same ids share one tokenization.
+"""Tokenizer families: models whose tokenizers produce the same ids share one tokenization;
+and ``tokenize``, the rules of tokenizing a batch's texts for the families they need.
 
 Two tokenizers are grouped when everything that decides the ids is equal (the vocabulary/model,
 normalizer, pre-tokenizer, post-processor and added tokens of their ``tokenizer.json``), not when
@@ -14,10 +15,12 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
+
+from solution.server.errors import InvalidInput, ModelFailure, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,68 @@ class Family:
                     return encoding.ids
             size *= 2
         return self.encoder.encode_batch([text], add_special_tokens=True)[0].ids
+
+
+Ids = list[list[int]]  # one text's token ids per family ([] for a family it does not need)
+
+
+class Text(Protocol):
+    """A text to tokenize, with what its request asks (``engine.scheduler.Entry`` is one)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def wanted(self) -> frozenset[int] | None: ...  # model indices it needs; None: all
+
+    @property
+    def truncate(self) -> bool: ...  # False: too long is an error, not cut
+
+    @property
+    def name(self) -> str: ...  # how an error names it: "the text", "text 3"
+
+
+def tokenize(
+    families: Sequence[Family], keys: Sequence[str], texts: Sequence[Text]
+) -> list[Ids | ServiceError]:
+    """Ids per text per family, one tokenizer call per family for all ``texts``; none for a
+    family whose models a text does not want. A text the tokenizer fails on gets
+    ``ModelFailure`` (the others are retried alone, so only it fails); one that does not
+    ``truncate`` and is longer than a family's limit gets ``InvalidInput`` naming its count."""
+    try:
+        out: list[Ids | ServiceError] = [[[] for _ in families] for _ in texts]
+        for f, family in enumerate(families):
+            needing = [i for i, t in enumerate(texts) if _needs(t.wanted, family)]
+            if not needing:
+                continue
+            encoded = family.encode([texts[i].text for i in needing])
+            for i, ids in zip(needing, encoded, strict=True):
+                result = out[i]
+                if isinstance(result, ServiceError):
+                    continue
+                result[f] = ids
+                if not texts[i].truncate and len(ids) >= family.max_tokens:
+                    count = family.count(texts[i].text)
+                    if count > family.max_tokens:
+                        out[i] = _too_long(texts[i].name, family, count, keys)
+        return out
+    except Exception as exc:
+        if len(texts) > 1:
+            return [r for t in texts for r in tokenize(families, keys, [t])]
+        log.error("tokenizer failure on one text", extra={"error": repr(exc)})
+        return [ModelFailure(f"the tokenizer failed on this text: {exc}")]
+
+
+def _needs(wanted: frozenset[int] | None, family: Family) -> bool:
+    return wanted is None or any(m in wanted for m in family.members)
+
+
+def _too_long(name: str, family: Family, count: int, keys: Sequence[str]) -> InvalidInput:
+    models = ", ".join(keys[m] for m in family.members)
+    return InvalidInput(
+        f"{name} has {count} tokens; {models} accept at most {family.max_tokens} "
+        "(set truncate to true to cut it)"
+    )
 
 
 def _last_word(word_ids: Sequence[int | None]) -> int | None:

@@ -88,6 +88,11 @@ class LoadedModel:
     def key(self) -> str:
         return self.spec.key
 
+    @property
+    def threshold(self) -> float | None:
+        """A sigmoid model's cut for ranked lists (``models.json``); None: no cut."""
+        return self.spec.threshold
+
 
 def load_model_specs(config_path: str | Path, models_dir: str = "") -> list[ModelSpec]:
     """Parse the model config. With ``models_dir``, every model loads from ``models_dir/<key>``:

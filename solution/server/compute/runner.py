@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,6 @@ from solution.server.compute.streams import CudaStreams, Sequential
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GRAPH_MODES = ("auto", "on", "off")
 
 
@@ -73,42 +71,6 @@ class HeapTrimmer:
         if self._trim is not None and now - self.last >= interval:
             self.last = now
             self._trim(0)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CLS_DEVICE=cuda but no CUDA device is visible; use auto or cpu")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: where bf16 matmuls run natively instead of being emulated."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        name = "fp16" if device.type == "cuda" else "fp32"
-    if device.type == "cpu" and name == "fp16":
-        raise ValueError("CLS_DTYPE=fp16 is slow and imprecise on cpu; use fp32 or bf16")
-    if device.type == "cpu" and name == "bf16" and not cpu_has_native_bf16():
-        raise ValueError("CLS_DTYPE=bf16 needs a cpu with avx512_bf16 or amx; use fp32")
-    if device.type == "cuda" and name == "bf16":
-        # bf16 tensor cores start with compute capability 8.0 (Ampere); before that (a T4 is
-        # 7.5) torch emulates bf16, far slower than fp16 on the same card.
-        major, minor = torch.cuda.get_device_capability(device)
-        if major < 8:
-            raise ValueError(
-                f"CLS_DTYPE=bf16 needs a GPU with bf16 (compute capability 8.0 or later); "
-                f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp16 or auto"
-            )
-    return DTYPES[name]
 
 
 # Errors after which the CUDA context is unusable: every later call on it fails too, so retrying

@@ -1,9 +1,10 @@
-"""Turning a batch's logits into answers, on the host.
+"""Turning a batch's logits into answers, on the host: scores, and the answers' shape.
 
 The runner brings each model's logits to the host in the batch's one copy; what is left per text
-(a softmax or sigmoid over 1 to 45 labels, a top-1 or a sort) costs microseconds per batch. The
-contract's answer (the top label and its probability) is vectorised per model over the batch;
-ranked lists are built only for the requests that ask for them.
+(a softmax or sigmoid over 1 to 45 labels, a top-1 or a sort) costs microseconds per batch.
+``Answers`` scores each model's rows once per batch (vectorised), reads the contract's answer
+(the top label and its score) off those scores, and builds ranked lists from the same scores only
+for the requests that ask for them (``top_k``, ``raw_scores``).
 
 A model's function is how its logits become scores (Hugging Face pipeline's
 ``function_to_apply``): ``softmax`` (single-label), ``sigmoid`` (multi-label: each label on its
@@ -12,8 +13,43 @@ own), ``none`` (regression, or raw logits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 import torch
+
+SINGLE = 0  # ``top_k`` of the contract: one prediction per model, not a list
+
+
+@dataclass(slots=True)
+class Prediction:
+    """One model's answer for one text; orjson writes it as {"score": ..., "label": ...}."""
+
+    score: float
+    label: str
+
+
+# response key -> its answer, in the configured model order: one prediction (the contract), or
+# a ranked list when the request asked for ``top_k``
+Result = dict[str, Prediction | list[Prediction]]
+
+
+class Scorable(Protocol):
+    """What scoring needs of a served model (``models.LoadedModel`` is one)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def function(self) -> str: ...
+
+    @property
+    def threshold(self) -> float | None: ...
 
 
 def scores(logits: np.ndarray, function: str) -> torch.Tensor:
@@ -30,7 +66,11 @@ def scores(logits: np.ndarray, function: str) -> torch.Tensor:
 
 def top1(logits: np.ndarray, function: str) -> tuple[list[int], list[float]]:
     """(best label index, its score) per row, as Python numbers."""
-    best, index = scores(logits, function).max(-1)
+    return _top1(scores(logits, function))
+
+
+def _top1(row_scores: torch.Tensor) -> tuple[list[int], list[float]]:
+    best, index = row_scores.max(-1)
     return index.tolist(), best.tolist()
 
 
@@ -44,14 +84,61 @@ def ranked(
     """One row's labels by score, best first: the ``top_k`` best (all with None), scored by the
     model's function or, with ``raw``, by the logits themselves. A sigmoid model's ``threshold``
     leaves out labels scored below it."""
-    row = logits[None, :]
-    order_scores = scores(row, function)[0]
-    values = (
-        torch.from_numpy(np.ascontiguousarray(row[0], dtype=np.float32)) if raw else order_scores
-    )
-    k = len(order_scores) if top_k is None else min(top_k, len(order_scores))
-    best = torch.topk(order_scores, k)  # the order of the function's scores (= of the logits)
-    pairs = [(int(i), float(values[i])) for i in best.indices.tolist()]
+    row_scores = scores(logits[None, :], function)[0]
+    return _rank(row_scores, logits, top_k, raw, threshold)
+
+
+def _rank(
+    row_scores: torch.Tensor,
+    row_logits: np.ndarray,
+    top_k: int | None,
+    raw: bool,
+    threshold: float | None,
+) -> list[tuple[int, float]]:
+    k = len(row_scores) if top_k is None else min(top_k, len(row_scores))
+    order = torch.topk(row_scores, k).indices.tolist()  # the function's order (= the logits')
+    values = row_logits if raw else row_scores
+    pairs = [(i, float(values[i])) for i in order]
     if threshold is not None:
-        pairs = [(i, s) for i, s in pairs if float(order_scores[i]) >= threshold]
+        pairs = [(i, s) for i, s in pairs if float(row_scores[i]) >= threshold]
     return pairs
+
+
+class Answers:
+    """One batch's answers, scored once: ``logits`` is (models, rows, max labels), as the runner
+    returns it (columns past a model's labels, and models a row did not compute, are ignored)."""
+
+    def __init__(self, models: Sequence[Scorable], logits: np.ndarray):
+        self.models = list(models)
+        self.logits = logits
+        self.scores = [
+            scores(logits[m, :, : len(model.labels)], model.function)
+            for m, model in enumerate(self.models)
+        ]
+        self.top_index, self.top_score = zip(*(_top1(s) for s in self.scores), strict=True)
+
+    def answer(
+        self,
+        row: int,
+        wanted: frozenset[int] | None = None,
+        top_k: int | None = SINGLE,
+        raw: bool = False,
+    ) -> Result:
+        """The answer of ``row`` for the models ``wanted`` (None: all), in the configured order:
+        per model the top label and its score (``top_k`` SINGLE), or a ranked list of the ``top_k``
+        best (None: every label); with ``raw`` the scores are the logits."""
+        answer: Result = {}
+        for m, model in enumerate(self.models):
+            if wanted is not None and m not in wanted:
+                continue
+            if top_k == SINGLE:
+                index = self.top_index[m][row]
+                score = float(self.logits[m, row, index]) if raw else self.top_score[m][row]
+                answer[model.key] = Prediction(score, model.labels[index])
+            else:
+                n = len(model.labels)
+                pairs = _rank(
+                    self.scores[m][row], self.logits[m, row, :n], top_k, raw, model.threshold
+                )
+                answer[model.key] = [Prediction(score, model.labels[i]) for i, score in pairs]
+        return answer

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from solution.server.engine.errors import InvalidInput
+from solution.server.compute.scoring import SINGLE
+from solution.server.errors import InvalidInput
 
-SINGLE = 0  # ``top_k`` of the contract: one prediction per model, not a list
 MAX_TOP_K = 1000  # far above any label set (ivanlau has 45); keeps a client's typo bounded
 
 

@@ -22,105 +22,31 @@ time, and no cut ever waits for them, so one huge text never holds up anybody el
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from solution.server.compute import batching
-from solution.server.engine.errors import DeadlineExceeded, Overloaded, ServiceError, ShuttingDown
-
-
-@dataclass(frozen=True)
-class BatchingLimits:
-    max_batch_texts: int = 128
-    max_batch_tokens: int = 16384  # real tokens of one batch (the longest family per text)
-    micro_batch_tokens: int = 4096  # padded tokens per forward call
-    max_wait_s: float = 0.0  # how long a free compute thread may wait for a batch to grow
-    queue_texts: int = 2048  # texts waiting (not yet in a batch); more are refused at admission
-
-
-class State(enum.Enum):
-    QUEUED = "queued"  # admitted, not yet handed to a tokenizer
-    TOKENIZING = "tokenizing"  # a tokenizer thread holds it
-    TOKENIZED = "tokenized"  # ids known, waiting for a batch
-    BATCHED = "batched"  # in the batch being computed
-    DONE = "done"  # answered, dropped or refused: no longer the scheduler's
-
-
-class Lane(enum.Enum):
-    SHORT = "short"
-    LONG = "long"
-
-
-# A text longer than this many characters is tokenized in the long lane. A tweet is at most a few
-# hundred characters; 4096 characters cover 512 tokens of almost any text, so the short lane's work
-# per text stays within a millisecond or two, while a megabyte-sized text can take a second.
-LONG_TEXT_CHARS = 4096
-# One short-lane tokenizer call: enough texts to amortise the call, few enough characters that a
-# waiting cut is held up by a few milliseconds at most.
-TOKENIZE_CHUNK_TEXTS = 256
-TOKENIZE_CHUNK_CHARS = 64 * 1024
-
-
-@dataclass(eq=False)
-class Request:
-    """One client request as the scheduler sees it. ``ticket`` is the owner's handle (the engine
-    keeps the client's future there); the scheduler never reads it."""
-
-    size: int
-    deadline: float | None = None  # a time.monotonic() value
-    origin: str = ""
-    ticket: Any = None
-    wanted: frozenset[int] | None = None  # model indices to compute; None: every model
-    gone: bool = False  # the client left, or another of its texts failed: the rest need no compute
-    entries: list[Entry] = field(default_factory=list)  # filled at admission
-
-
-@dataclass(eq=False)
-class Entry:
-    """One text of a request, the unit the scheduler moves through its states."""
-
-    text: str
-    request: Request
-    slot: int  # position of the text in its request
-    seq: int  # arrival order over all entries
-    lane: Lane
-    state: State = State.QUEUED
-    ids: list[list[int]] = field(default_factory=list)  # per tokenizer family, once tokenized
-
-    @property
-    def cost(self) -> int:
-        """Tokens this text adds to a batch: its longest tokenization."""
-        return max((len(i) for i in self.ids), default=0)
-
-
-Outcome = tuple[Entry, Any]  # an entry and its answer: a result, or a ServiceError
-
-
-@dataclass
-class Batch:
-    """What the compute thread runs: entries, deduplicated into rows."""
-
-    entries: list[Entry]
-    texts: list[str]  # unique texts, one row each
-    row_of_entry: list[int]
-    ids: list[list[list[int]]]  # [family][row] -> token ids ([] where no model of it is wanted)
-    wanted: list[frozenset[int] | None]  # per row: the models its texts want (None: all)
-
-    @property
-    def warmup(self) -> bool:
-        return all(e.request.origin == "warmup" for e in self.entries)
-
-
-@dataclass
-class Cut:
-    """The answer to "what should the compute thread do now"."""
-
-    batch: Batch | None  # run this; None: nothing to run yet
-    dropped: list[Outcome]  # entries dropped while filling (deadline passed), to answer now
-    wait_s: float | None = None  # with no batch: look again after this long (None: when woken)
+from solution.server.engine.entries import (
+    LONG_TEXT_CHARS,
+    TOKENIZE_CHUNK_CHARS,
+    TOKENIZE_CHUNK_TEXTS,
+    Batch,
+    Cut,
+    Entry,
+    Lane,
+    Outcome,
+    Snapshot,
+    State,
+    Submission,
+)
+from solution.server.engine.limits import BatchingLimits
+from solution.server.errors import (
+    DeadlineExceeded,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    ShuttingDown,
+)
 
 
 class Scheduler:
@@ -132,7 +58,12 @@ class Scheduler:
         self._seq = 0
         self._free_since: float | None = None  # when the compute thread last asked for work
         self._watermark = 0  # short-lane entries up to this seq are waited for at the cut
+        # Admission state: warming up (only the warm-up is admitted), ready, then closed for
+        # good (drain) and stopped (no more cuts either).
+        self.ready = False
+        self.accepting = True
         self.stopped = False
+        self.refused: Counter[str] = Counter()  # reason -> submissions refused at admission
         self.dropped: Counter[str] = Counter()  # reason -> texts that left without being computed
 
     # ---- counts ---------------------------------------------------------------------------------
@@ -151,31 +82,64 @@ class Scheduler:
         """Nothing waits and nothing computes."""
         return not self._waiting and not self._computing
 
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.ready,
+            self.accepting,
+            len(self._waiting),
+            len(self._computing),
+            dict(self.dropped),
+            dict(self.refused),
+        )
+
+    def states(self) -> list[State]:
+        """The waiting entries' states in arrival order."""
+        return [e.state for e in self._waiting]
+
     # ---- admission (event loop) ------------------------------------------------------------------
 
-    def admit(self, request: Request, texts: Sequence[str]) -> list[Entry]:
-        """Queue every text of ``request``, or none: ``Overloaded`` when they do not fit."""
-        if self.stopped:
-            raise ShuttingDown("the service is shutting down")
-        if len(self._waiting) + len(texts) > self.limits.queue_texts:
-            raise Overloaded(f"queue full ({len(self._waiting)} texts waiting); retry later")
+    def open(self) -> None:
+        """Warm-up is done: clients are admitted (unless a drain began meanwhile)."""
+        self.ready = self.accepting
+
+    def close(self) -> None:
+        """A drain began: nothing new is admitted; what is queued is still computed."""
+        self.accepting = self.ready = False
+
+    def admit(self, submission: Submission, texts: Sequence[str]) -> list[Entry]:
+        """Queue every text of ``submission``, or none. The one admission check of the service:
+        ``ShuttingDown`` once closed or stopped, ``NotReady`` before warm-up (which is admitted),
+        ``Overloaded`` when the texts do not fit the queue; each refusal is counted by reason."""
+        refusal: ServiceError | None = None
+        if self.stopped or not self.accepting:
+            refusal = ShuttingDown("the service is shutting down")
+        elif not self.ready and submission.origin != "warmup":
+            refusal = NotReady()
+        elif len(self._waiting) + len(texts) > self.limits.queue_texts:
+            refusal = Overloaded(f"queue full ({len(self._waiting)} texts waiting); retry later")
+        if refusal is not None:
+            reason = {ShuttingDown: "shutting_down", NotReady: "not_ready"}.get(
+                type(refusal), "overloaded"
+            )
+            self.refused[reason] += 1
+            raise refusal
         entries = []
         for slot, text in enumerate(texts):
             self._seq += 1
             lane = Lane.LONG if len(text) > LONG_TEXT_CHARS else Lane.SHORT
-            entry = Entry(text, request, slot, self._seq, lane)
+            entry = Entry(text, submission, slot, self._seq, lane)
             self._waiting[entry] = None
             entries.append(entry)
-        request.entries = entries
+        submission.entries = entries
         return entries
 
-    def cancel(self, request: Request) -> int:
+    def cancel(self, request: Submission) -> int:
         """The client left: its waiting texts leave the queue and the budget at once. Returns how
         many were dropped; texts already computing finish and are discarded by the owner."""
         request.gone = True
         return len(self._drop_waiting(request, "client_gone"))
 
-    def expire(self, request: Request) -> bool:
+    def expire(self, request: Submission) -> bool:
         """The request's deadline passed: drop its waiting texts. True when any of them had not
         reached a batch (the request can then never complete, and should be answered
         ``DeadlineExceeded``); a text being tokenized is dropped when its ids arrive."""
@@ -183,7 +147,7 @@ class Scheduler:
         tokenizing = any(e.state is State.TOKENIZING for e in request.entries)
         return bool(self._drop_waiting(request, "deadline")) or tokenizing
 
-    def _drop_waiting(self, request: Request, reason: str) -> list[Entry]:
+    def _drop_waiting(self, request: Submission, reason: str) -> list[Entry]:
         """Waiting entries of ``request`` leave the queue. A tokenizing entry stays until its
         tokenizer returns (``tokenized`` drops it then, as ``request.gone`` is set)."""
         dropped = [
@@ -225,14 +189,14 @@ class Scheduler:
         for entry, result in zip(entries, ids, strict=True):
             if entry.state is not State.TOKENIZING:
                 continue  # stopped or aborted meanwhile: already answered
-            if entry.request.gone:
+            if entry.submission.gone:
                 self._done(entry)
                 self.dropped["client_gone"] += 1
             elif isinstance(result, ServiceError):
                 self._done(entry)
                 outcomes.append((entry, result))
-                entry.request.gone = True
-                self._drop_waiting(entry.request, "request_failed")
+                entry.submission.gone = True
+                self._drop_waiting(entry.submission, "request_failed")
             else:
                 entry.ids = result
                 entry.state = State.TOKENIZED
@@ -283,8 +247,8 @@ class Scheduler:
             e
             for e in self._waiting
             if e.state is not State.TOKENIZING
-            and e.request.deadline is not None
-            and now >= e.request.deadline
+            and e.submission.deadline is not None
+            and now >= e.submission.deadline
         ]
         errors: dict[int, ServiceError] = {}
         outcomes: list[Outcome] = []
@@ -293,7 +257,7 @@ class Scheduler:
         for e in expired:
             self._done(e)
             error = errors.setdefault(
-                id(e.request), DeadlineExceeded("deadline passed before compute")
+                id(e.submission), DeadlineExceeded("deadline passed before compute")
             )
             outcomes.append((e, error))
         return outcomes
@@ -305,7 +269,7 @@ class Scheduler:
         wanted: list[frozenset[int] | None] = [frozenset() for _ in texts]
         ids: list[list[list[int]]] = [[[] for _ in texts] for _ in range(self.n_families)]
         for entry, row in zip(taken, row_of_entry, strict=True):
-            have, want = wanted[row], entry.request.wanted
+            have, want = wanted[row], entry.submission.wanted
             wanted[row] = None if have is None or want is None else have | want
             for f in range(self.n_families):
                 if entry.ids[f] and not ids[f][row]:
@@ -319,8 +283,8 @@ class Scheduler:
                 del self._computing[e]
                 e.state = State.DONE
         for e in failed:
-            e.request.gone = True
-            self._drop_waiting(e.request, "request_failed")
+            e.submission.gone = True
+            self._drop_waiting(e.submission, "request_failed")
 
     # ---- the end ---------------------------------------------------------------------------------
 
@@ -328,6 +292,7 @@ class Scheduler:
         """No more admissions or cuts; every waiting text is answered ``ShuttingDown``. A batch in
         hand still finishes."""
         self.stopped = True
+        self.close()
         outcomes = self._answer_waiting(lambda: ShuttingDown("the service is shutting down"))
         if outcomes:
             self.dropped["shutting_down"] += len(outcomes)
@@ -337,6 +302,7 @@ class Scheduler:
         """A worker died: every text the scheduler holds, computing ones included, gets ``error``
         (one exception object per request)."""
         self.stopped = True
+        self.close()
         outcomes = self._answer_waiting(lambda: error(message), include_computing=True)
         if outcomes:
             self.dropped["aborted"] += len(outcomes)
@@ -350,7 +316,7 @@ class Scheduler:
         outcomes: list[Outcome] = []
         for e in held:
             self._done(e)
-            outcomes.append((e, errors.setdefault(id(e.request), make())))
+            outcomes.append((e, errors.setdefault(id(e.submission), make())))
         return outcomes
 
     def _done(self, entry: Entry) -> None:

@@ -1,25 +1,31 @@
 """The protocol-neutral service: the one call both front-ends make, and the one place they report.
 
-    HTTP (routes.py) / gRPC (grpc_service.py):
+    HTTP (http/routes.py) / gRPC (rpc/servicer.py):
         decode -> Service.classify(texts, deadline, options) -> encode
 
-Readiness, the texts-per-request limit, the options' check and the engine binding live here, once;
-each front-end keeps only its decoding, its encoding and its table from ``ServiceError`` to its own
-status codes.
+The texts-per-request limit, the options' check and the engine binding live here, once (admission
+itself, readiness included, is ``Scheduler.admit``'s; before the models have loaded there is no
+engine, and the service answers ``NotReady``); each front-end keeps only its decoding, its encoding
+and its table from ``ServiceError`` to its own status codes.
 ``observe`` is the one metrics hook of both front-ends: every request they receive ends in exactly
 one call, with a route label from a bounded set.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from solution.server.engine.engine import Engine, Result
-from solution.server.engine.errors import InvalidInput, NotReady
+from solution.server.compute.scoring import Result
+from solution.server.engine.engine import Engine
 from solution.server.engine.options import Options
+from solution.server.errors import InvalidInput, NotReady, Overloaded
 
 Observe = Callable[[str, str, str, float], None]  # (protocol, route, status, seconds)
+
+log = logging.getLogger(__name__)
 
 OTHER_ROUTE = "other"  # the label of every route a front-end does not serve (bounded labels)
 
@@ -48,6 +54,7 @@ class Service:
         self.engine: Engine | None = None  # None while the models load
         self._observe = observe
         self._routes: dict[str, frozenset[str]] = {}  # protocol -> the routes it serves
+        self._overload_logged_at = 0.0
 
     def bind(self, engine: Engine) -> None:
         """The models have loaded: requests reach the engine from now on."""
@@ -89,7 +96,19 @@ class Service:
             raise NotReady()
         if options is not None:
             options.check(self.engine.keys)
-        return await self.engine.submit(texts, deadline=deadline, options=options, origin=protocol)
+        try:
+            return await self.engine.submit(
+                texts, deadline=deadline, options=options, origin=protocol
+            )
+        except Overloaded as exc:
+            self._log_overload(exc)
+            raise
+
+    def _log_overload(self, exc: Overloaded) -> None:
+        now = time.monotonic()
+        if now - self._overload_logged_at >= 1.0:  # one line per second, not one per refusal
+            self._overload_logged_at = now
+            log.warning("overloaded: refusing requests", extra={"error": str(exc)})
 
     def models(self) -> list[ModelInfo]:
         """The served models in response order; ``NotReady`` while they load."""

@@ -32,10 +32,10 @@ class RequestHead:
     path: str | None
 
 
-# The metrics hook: every request the layer receives ends in exactly one call, with the
-# request (or what is known of it), the status sent (499: the client left first) and the
-# seconds from the request's arrival to its answer.
-Observe = Callable[[Request | RequestHead, int, float], None]
+# The HTTP layer's metrics hook (the app hands it on to ``Service.observe``): every request the
+# layer receives ends in exactly one call, with the request (or what is known of it), the status
+# sent (499: the client left first) and the seconds from the request's arrival to its answer.
+ResponseHook = Callable[[Request | RequestHead, int, float], None]
 
 
 @dataclass(slots=True)

@@ -1,9 +1,9 @@
 """HTTP/1.1 front-end: one asyncio Protocol per connection, around three I/O-free parts.
 
-- ``http_reader.RequestReader``: bytes in, complete requests or one terminal error out;
-- ``http_pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined``
+- ``reader.RequestReader``: bytes in, complete requests or one terminal error out;
+- ``pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined``
   handlers at once;
-- ``http_flow.FlowControl``: reading pauses while the pipeline is full or the client does not
+- ``flow.FlowControl``: reading pauses while the pipeline is full or the client does not
   read its answers.
 
 What remains here is the glue: the transport, the handler tasks, one timer per connection that
@@ -38,10 +38,10 @@ from solution.server.http.flow import PIPELINE, WRITE, FlowControl
 from solution.server.http.messages import (
     CLIENT_GONE,
     CONTINUE,
-    Observe,
     Request,
     RequestHead,
     Response,
+    ResponseHook,
     encode_response,
     error_response,
 )
@@ -53,10 +53,10 @@ __all__ = [
     "LINGER_S",
     "Handler",
     "HttpProtocol",
-    "Observe",
     "Request",
     "RequestHead",
     "Response",
+    "ResponseHook",
     "ServerState",
     "error_response",
     "serve",
@@ -85,7 +85,7 @@ class ServerState:
     settings: Settings
     handler: Handler
     connections: set[HttpProtocol] = field(default_factory=set)
-    on_response: Observe | None = None  # the metrics hook (see Observe)
+    on_response: ResponseHook | None = None  # the metrics hook (see ResponseHook)
     draining: bool = False
     _all_closed: asyncio.Event | None = field(default=None, repr=False)
 

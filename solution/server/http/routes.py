@@ -1,7 +1,7 @@
 """What each HTTP route means: decode, call the service, encode. Nothing else lives here.
 
 ``ERROR_STATUS`` is the one table from service errors to HTTP statuses (gRPC's is in
-``grpc_service``); readiness and limits are the service's (``service.py``).
+``rpc.servicer``); readiness and limits are the service's (``engine/service.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
-from solution.server.engine.errors import (
+from solution.server.engine.options import SINGLE, Options
+from solution.server.engine.service import Service
+from solution.server.errors import (
     DeadlineExceeded,
     InvalidInput,
     ModelFailure,
@@ -23,8 +25,6 @@ from solution.server.engine.errors import (
     ServiceError,
     ShuttingDown,
 )
-from solution.server.engine.options import SINGLE, Options
-from solution.server.engine.service import Service
 from solution.server.http.protocol import Request, Response, error_response
 
 # The HTTP API's description, committed beside this module and checked against real answers by

@@ -25,9 +25,11 @@ from grpc_reflection.v1alpha import reflection
 
 from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
+from solution.server.compute.scoring import Result
 from solution.server.config import Settings
-from solution.server.engine.engine import Result
-from solution.server.engine.errors import (
+from solution.server.engine.options import SINGLE, Options
+from solution.server.engine.service import OTHER_ROUTE, Observe, Service
+from solution.server.errors import (
     DeadlineExceeded,
     InvalidInput,
     ModelFailure,
@@ -36,8 +38,6 @@ from solution.server.engine.errors import (
     ServiceError,
     ShuttingDown,
 )
-from solution.server.engine.options import SINGLE, Options
-from solution.server.engine.service import OTHER_ROUTE, Observe, Service
 
 log = logging.getLogger(__name__)
 

@@ -1,35 +1,7 @@
-from dataclasses import dataclass
+"""Forward calls from a batch's lengths, on plain lists. (What a batch takes from the queue, in
+arrival order within its budget, is the scheduler's: tests/server/engine/test_scheduler.py.)"""
 
-from solution.server.compute.batching import (
-    dedupe,
-    padding_ratio,
-    plan_micro_batches,
-    take_within_budget,
-)
-
-
-@dataclass
-class E:
-    cost: int
-
-
-def test_take_within_budget_keeps_arrival_order_and_leaves_the_rest():
-    entries = [E(10), E(20), E(30), E(5)]
-    taken, rest = take_within_budget(entries, max_texts=10, max_tokens=35)
-    assert taken == entries[:2]
-    assert rest == entries[2:]  # the one that does not fit waits at the front, order kept
-
-
-def test_take_within_budget_limits_count():
-    entries = [E(1)] * 5
-    taken, rest = take_within_budget(entries, max_texts=3, max_tokens=1000)
-    assert len(taken) == 3 and len(rest) == 2
-
-
-def test_oversized_first_entry_is_still_taken_alone():
-    taken, rest = take_within_budget([E(600), E(1)], max_texts=10, max_tokens=512)
-    assert [e.cost for e in taken] == [600]
-    assert [e.cost for e in rest] == [1]
+from solution.server.compute.batching import dedupe, plan_micro_batches, positions
 
 
 def test_dedupe_maps_every_text_to_its_first_occurrence():
@@ -46,7 +18,8 @@ def test_micro_batches_sort_by_length_and_respect_the_padded_budget():
         assert len(call) * max(lengths[i] for i in call) <= 300
     # long texts are not padded together with short ones
     assert {frozenset(c) for c in calls} == {frozenset({1, 5, 3}), frozenset({2, 4, 0})}
-    assert padding_ratio(lengths, calls) < 0.1
+    real, computed = positions(lengths, calls)
+    assert real == sum(lengths) and 1 - real / computed < 0.1
 
 
 def test_micro_batches_respect_the_text_limit_and_a_single_long_text():
@@ -55,6 +28,7 @@ def test_micro_batches_respect_the_text_limit_and_a_single_long_text():
     assert [len(c) for c in calls][:3] == [1, 1, 1]
 
 
-def test_padding_ratio_of_equal_lengths_is_zero():
-    assert padding_ratio([4, 4], [[0, 1]]) == 0.0
-    assert padding_ratio([2, 4], [[0, 1]]) == 0.25
+def test_positions_count_real_tokens_and_each_calls_padded_rows():
+    assert positions([4, 4], [[0, 1]]) == (8, 8)  # equal lengths: no padding
+    assert positions([2, 4], [[0, 1]]) == (6, 8)  # a quarter of the positions are padding
+    assert positions([2, 4, 9], [[1, 0], [2]]) == (15, 17)

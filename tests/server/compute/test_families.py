@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from solution.server.compute.families import group_families, id_signature
+from solution.server.compute.families import group_families, id_signature, tokenize
+from solution.server.errors import InvalidInput, ModelFailure
 
 KEYS = ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
 
@@ -165,3 +166,54 @@ def test_a_long_text_is_tokenized_from_a_prefix_only(standins_tiny, monkeypatch)
     monkeypatch.setattr(family, "encoder", Recording())
     family.encode(["hello world " * 100_000])
     assert seen == [2 * family.prefix_chars]
+
+
+class Piece:
+    """A text as ``tokenize`` reads it (``engine.entries.Entry`` in the service)."""
+
+    def __init__(self, text, wanted=None, truncate=True, name="the text"):
+        self.text, self.wanted, self.truncate, self.name = text, wanted, truncate, name
+
+
+def test_tokenize_gives_each_text_the_ids_of_the_families_its_models_need(standins_tiny):
+    families = group_families(load(standins_tiny), KEYS, [512] * 5)
+    texts = [Piece("both families"), Piece("only roberta", wanted=frozenset({4}))]
+    out = tokenize(families, KEYS, texts)
+    assert out[0] == [
+        families[0].encode(["both families"])[0],
+        families[1].encode(["both families"])[0],
+    ]
+    assert out[1] == [[], families[1].encode(["only roberta"])[0]]
+
+
+def test_tokenize_refuses_a_too_long_text_only_when_it_must_not_be_cut(standins_tiny):
+    families = group_families(load(standins_tiny), KEYS, [512] * 5)
+    long = "word " * 600
+    out = tokenize(
+        families,
+        KEYS,
+        [Piece(long), Piece(long, truncate=False, name="text 1"), Piece("short", truncate=False)],
+    )
+    assert [len(ids) for ids in out[0]] == [512, 512]  # cut, as the contract says
+    assert isinstance(out[1], InvalidInput)
+    count = families[0].count(long)
+    assert str(out[1]) == (
+        f"text 1 has {count} tokens; cardiffnlp, ivanlau, svalabs, EIStakovskii accept at most 512"
+        " (set truncate to true to cut it)"
+    )
+    assert not isinstance(out[2], InvalidInput) and len(out[2][0]) < 512
+
+
+def test_a_text_the_tokenizer_fails_on_fails_alone(standins_tiny, monkeypatch):
+    families = group_families(load(standins_tiny), KEYS, [512] * 5)
+    real = families[0].encode
+
+    def encode(texts):
+        if "poison" in texts:
+            raise RuntimeError("simulated tokenizer failure")
+        return real(texts)
+
+    monkeypatch.setattr(families[0], "encode", encode)
+    out = tokenize(families, KEYS, [Piece("fine"), Piece("poison"), Piece("also fine")])
+    assert isinstance(out[1], ModelFailure) and "simulated tokenizer failure" in str(out[1])
+    assert out[0][0] == real(["fine"])[0] and out[2][0] == real(["also fine"])[0]

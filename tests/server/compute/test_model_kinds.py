@@ -22,7 +22,8 @@ from solution.server.compute.models import (
     load_model_specs,
     resolve_function,
 )
-from solution.server.engine.engine import Engine, Prediction
+from solution.server.compute.scoring import Prediction
+from solution.server.engine.engine import Engine
 from solution.server.engine.options import Options
 from tests.model_kinds import TOPICS, build_kinds
 

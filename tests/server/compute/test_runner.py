@@ -26,7 +26,6 @@ from solution.server.compute.runner import (
     Runner,
     RunOutput,
     is_fatal_device_error,
-    pick_dtype,
 )
 from solution.server.compute.streams import Sequential
 from solution.server.config import DEFAULT_MODEL_CONFIG
@@ -323,18 +322,3 @@ def test_a_fatal_error_is_found_behind_a_wrapper():
             raise ValueError("batch failed") from inner
     except ValueError as outer:
         assert is_fatal_device_error(outer)
-
-
-@pytest.mark.parametrize(
-    "capability, name, ok", [((7, 5), "Tesla T4", False), ((9, 0), "NVIDIA H200", True)]
-)
-def test_bf16_needs_a_gpu_with_bf16(monkeypatch, capability, name, ok):
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    cuda = torch.device("cuda")
-    assert pick_dtype("fp16", cuda) == torch.float16
-    if ok:
-        assert pick_dtype("bf16", cuda) == torch.bfloat16
-    else:
-        with pytest.raises(ValueError, match=r"Tesla T4 is 7\.5: use fp16"):
-            pick_dtype("bf16", cuda)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from solution.server.compute.scoring import ranked, top1
+from solution.server.compute import scoring
+from solution.server.compute.scoring import Answers, Prediction, ranked, top1
 
 
 def test_a_rows_score_does_not_depend_on_the_other_rows():
@@ -49,3 +51,74 @@ def test_a_threshold_leaves_out_the_sigmoid_labels_below_it():
     logits = np.array([2.0, -2.0, 0.1], dtype=np.float32)  # sigmoid: 0.88, 0.12, 0.52
     assert [i for i, _ in ranked(logits, "sigmoid", None, raw=False, threshold=0.5)] == [0, 2]
     assert ranked(logits, "sigmoid", None, raw=False, threshold=0.95) == []
+
+
+@dataclass(frozen=True)
+class Head:
+    """What ``Answers`` reads of a served model."""
+
+    key: str
+    labels: tuple[str, ...]
+    function: str = "softmax"
+    threshold: float | None = None
+
+
+HEADS = [Head("sent", ("NEG", "NEU", "POS")), Head("topic", ("a", "b"), "sigmoid", threshold=0.5)]
+
+
+def batch_logits(rows: int) -> np.ndarray:
+    """(models, rows, max labels), zero past a model's labels, as the runner returns it."""
+    rng = np.random.default_rng(1)
+    out = np.zeros((2, rows, 3), dtype=np.float32)
+    out[0] = rng.normal(size=(rows, 3))
+    out[1, :, :2] = rng.normal(size=(rows, 2))
+    return out
+
+
+def test_answers_give_each_row_the_top_label_of_every_model_in_order():
+    logits = batch_logits(4)
+    answers = Answers(HEADS, logits)
+    for row in range(4):
+        got = answers.answer(row)
+        assert list(got) == ["sent", "topic"]
+        for m, head in enumerate(HEADS):
+            index, score = top1(logits[m, row : row + 1, : len(head.labels)], head.function)
+            assert got[head.key] == Prediction(score[0], head.labels[index[0]])
+    assert list(answers.answer(0, wanted=frozenset({1}))) == ["topic"]
+
+
+def test_ranked_and_raw_answers_come_from_the_same_scores():
+    logits = batch_logits(3)
+    answers = Answers(HEADS, logits)
+    row = 2
+    everything = answers.answer(row, top_k=None)
+    assert [p.label for p in everything["sent"]] == [  # type: ignore[union-attr]
+        HEADS[0].labels[i] for i, _ in ranked(logits[0, row], "softmax", None, raw=False)
+    ]
+    raw = answers.answer(row, raw=True)
+    best = answers.answer(row)
+    assert raw["sent"].label == best["sent"].label  # type: ignore[union-attr]
+    assert raw["sent"].score == float(logits[0, row, HEADS[0].labels.index(raw["sent"].label)])  # type: ignore[union-attr]
+    # the threshold leaves labels out of lists only: the top-1 answer always has its label
+    sig = 1 / (1 + np.exp(-logits[1, row, :2]))
+    listed = answers.answer(row, top_k=None)["topic"]
+    assert [p.label for p in listed] == [  # type: ignore[union-attr]
+        HEADS[1].labels[i] for i in np.argsort(-sig) if sig[i] >= 0.5
+    ]
+
+
+def test_answers_score_each_model_once_per_batch(monkeypatch):
+    calls: list[tuple[int, ...]] = []
+    real = scoring.scores
+
+    def counted(logits, function):
+        calls.append(logits.shape)
+        return real(logits, function)
+
+    monkeypatch.setattr(scoring, "scores", counted)
+    answers = Answers(HEADS, batch_logits(5))
+    for row in range(5):
+        answers.answer(row)
+        answers.answer(row, top_k=2, raw=True)
+        answers.answer(row, top_k=None)
+    assert calls == [(5, 3), (5, 2)]  # one vectorised call per model, whatever was asked

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from solution.server.engine.engine import BatchReport, Engine
-from solution.server.engine.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
-from solution.server.engine.scheduler import State
+from solution.server.engine.batches import BatchReport
+from solution.server.engine.engine import Engine
+from solution.server.engine.entries import State
+from solution.server.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
 from tests.conftest import ComputeGate, entry_states, until
+from tests.tolerances import FP32_SCORE_TOLERANCE
 
 MIXED = [
     "",
@@ -149,7 +151,7 @@ async def test_expired_deadline_is_dropped_before_compute(engine: Engine):
 async def test_cancelled_request_costs_no_compute(engine: Engine):
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)
-    gone_before = engine.dropped_texts["client_gone"]
+    gone_before = engine.snapshot().dropped.get("client_gone", 0)
     try:
         with ComputeGate(engine) as gate:
             blocker, ahead = await gate.fill_pipeline()
@@ -166,7 +168,7 @@ async def test_cancelled_request_costs_no_compute(engine: Engine):
         engine.observers.remove(reports.append)
     computed = sum(r.texts for r in reports)
     assert computed == 2  # blocker + the one queued before; the cancelled text never ran
-    assert engine.dropped_texts["client_gone"] - gone_before == 1
+    assert engine.snapshot().dropped.get("client_gone", 0) - gone_before == 1
 
 
 async def test_empty_submit_returns_nothing(engine: Engine):
@@ -214,7 +216,7 @@ async def test_out_of_memory_on_a_large_batch_is_split_until_it_fits(engine: Eng
     for split, whole in zip(results, await engine.submit(texts), strict=True):
         for key in whole:  # same answers as an unsplit batch
             assert split[key].label == whole[key].label
-            assert split[key].score == pytest.approx(whole[key].score, abs=1e-5)
+            assert split[key].score == pytest.approx(whole[key].score, abs=FP32_SCORE_TOLERANCE)
 
 
 async def test_stop_answers_what_is_still_queued_with_shutting_down(settings):
@@ -382,7 +384,7 @@ async def test_a_dead_worker_answers_everything_stops_and_reports(
     def broken(*args, **kwargs):
         raise bug
 
-    monkeypatch.setattr(eng._scheduler, where, broken)
+    monkeypatch.setattr(eng.scheduler, where, broken)
     requests = [asyncio.ensure_future(eng.submit([f"text {i}"])) for i in range(5)]
     done = await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 10)
     assert all(isinstance(r, ModelFailure) for r in done)

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from solution.server.engine.engine import Engine, Prediction
-from solution.server.engine.errors import InvalidInput
+from solution.server.compute.scoring import Prediction
+from solution.server.engine.engine import Engine
 from solution.server.engine.options import DEFAULT, MAX_TOP_K, Options
+from solution.server.errors import InvalidInput
 from tests.conftest import ComputeGate, Reports, until
+from tests.tolerances import FP32_SCORE_TOLERANCE
 
 KEYS = ("cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790")
 TEXTS = [
@@ -52,7 +54,7 @@ def test_check_accepts_what_can_be_served(options: Options):
 def same(a: Prediction | list[Prediction], b: Prediction | list[Prediction]) -> bool:
     """Equal labels, scores equal up to float32 noise (another batch pads differently)."""
     assert isinstance(a, Prediction) and isinstance(b, Prediction)
-    return a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
+    return a.label == b.label and a.score == pytest.approx(b.score, abs=FP32_SCORE_TOLERANCE)
 
 
 def plain(engine: Engine, text: str) -> dict[str, torch.Tensor]:

@@ -28,14 +28,14 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from solution.server import config
 from solution.server.app import build_engine
-from solution.server.compute.runner import cpu_has_native_bf16
-from solution.server.engine.engine import Engine, Prediction
+from solution.server.compute.scoring import Prediction
+from solution.server.config import cpu_has_native_bf16
+from solution.server.engine.engine import Engine
 from solution.standins.corpus import labelled_texts, reference_texts
+from tests.tolerances import FP32_SCORE_TOLERANCE
 
 Result = dict[str, Prediction]
 
-# fp32 paths differ only in how float sums are grouped (padding, batch shape): far below this
-FP32_SCORE_TOLERANCE = 1e-4
 # bf16 keeps 8 bits of mantissa: scores move by up to a few hundredths on these small models
 BF16_SCORE_TOLERANCE = 0.05
 BF16_MIN_AGREEMENT = 0.97

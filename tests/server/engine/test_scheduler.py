@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from solution.server.engine.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
-from solution.server.engine.scheduler import (
+from solution.server.config import Settings
+from solution.server.engine.entries import (
     LONG_TEXT_CHARS,
     TOKENIZE_CHUNK_TEXTS,
-    BatchingLimits,
     Entry,
     Lane,
-    Request,
-    Scheduler,
     State,
+    Submission,
+)
+from solution.server.engine.limits import BatchingLimits
+from solution.server.engine.scheduler import Scheduler
+from solution.server.errors import (
+    DeadlineExceeded,
+    ModelFailure,
+    NotReady,
+    Overloaded,
+    ShuttingDown,
 )
 
-LIMITS = BatchingLimits(max_batch_texts=4, max_batch_tokens=100, queue_texts=10)
+
+def limits(**changes: object) -> BatchingLimits:
+    """The service's defaults (``Settings``, the one source), with ``changes``."""
+    return dataclasses.replace(BatchingLimits.from_settings(Settings(), "cpu"), **changes)
+
+
+LIMITS = limits(max_batch_texts=4, max_batch_tokens=100, queue_texts=10)
 
 
 def make(limits: BatchingLimits = LIMITS) -> Scheduler:
-    return Scheduler(limits, n_families=2)
+    s = Scheduler(limits, n_families=2)
+    s.open()  # warmed up: clients are admitted
+    return s
 
 
-def admit(s: Scheduler, *texts: str, deadline: float | None = None) -> Request:
-    request = Request(len(texts), deadline)
-    s.admit(request, texts)
-    return request
+def admit(s: Scheduler, *texts: str, deadline: float | None = None) -> Submission:
+    submission = Submission(len(texts), deadline)
+    s.admit(submission, texts)
+    return submission
 
 
 def tokenize_all(s: Scheduler, lane: Lane = Lane.SHORT, tokens: int = 5) -> list[Entry]:
@@ -48,6 +65,34 @@ def test_admission_is_all_or_nothing_within_the_budget():
     assert s.waiting_texts == 8
     admit(s, "x", "y")
     assert s.waiting_texts == 10
+
+
+def test_admission_waits_for_warm_up_and_ends_with_the_drain_each_refusal_counted():
+    s = Scheduler(LIMITS, n_families=2)
+    with pytest.raises(NotReady):
+        admit(s, "a client before warm-up")
+    s.admit(Submission(1, origin="warmup"), ["the warm-up"])
+    s.open()
+    admit(s, "a client")
+    s.close()
+    with pytest.raises(ShuttingDown):
+        admit(s, "a client during the drain")
+    s.open()  # a warm-up that ends after the drain began does not reopen admission
+    with pytest.raises(ShuttingDown):
+        admit(s, "still draining")
+    assert s.waiting_texts == 2 and not s.ready
+    assert s.refused == {"not_ready": 1, "shutting_down": 2}
+
+
+def test_a_full_queue_refusal_is_counted_and_a_stopped_scheduler_refuses_everything():
+    s = make()
+    admit(s, *"abcdefghij")
+    with pytest.raises(Overloaded):
+        admit(s, "k")
+    s.stop()
+    with pytest.raises(ShuttingDown):
+        admit(s, "after stop")
+    assert s.refused == {"overloaded": 1, "shutting_down": 1}
 
 
 def test_a_batch_is_cut_from_tokenized_texts_in_arrival_order():
@@ -142,7 +187,7 @@ def test_no_cut_ever_waits_for_a_long_text():
 
 
 def test_the_long_lane_takes_one_text_at_a_time_and_the_short_lane_a_chunk():
-    s = make(BatchingLimits(queue_texts=1000))
+    s = make(limits(queue_texts=1000))
     long_text = "x" * (LONG_TEXT_CHARS + 1)
     admit(s, long_text, long_text, *["t"] * (TOKENIZE_CHUNK_TEXTS + 10))
     assert len(s.take_for_tokenizing(Lane.LONG)) == 1
@@ -152,7 +197,7 @@ def test_the_long_lane_takes_one_text_at_a_time_and_the_short_lane_a_chunk():
 
 
 def test_max_wait_lets_a_batch_grow_then_cuts():
-    s = make(BatchingLimits(max_batch_texts=4, max_wait_s=0.01, queue_texts=10))
+    s = make(limits(max_batch_texts=4, max_wait_s=0.01, queue_texts=10))
     admit(s, "a")
     tokenize_all(s)
     cut = s.cut(now=1.0)
@@ -165,7 +210,7 @@ def test_max_wait_lets_a_batch_grow_then_cuts():
 
 
 def test_max_wait_ends_early_when_the_batch_is_full():
-    s = make(BatchingLimits(max_batch_texts=2, max_wait_s=10.0, queue_texts=10))
+    s = make(limits(max_batch_texts=2, max_wait_s=10.0, queue_texts=10))
     admit(s, "a", "b")
     tokenize_all(s)
     batch = s.cut(now=0.0).batch
@@ -215,7 +260,7 @@ def test_expire_answers_only_a_request_with_texts_left_waiting():
 
 
 def test_a_failed_text_drops_the_rest_of_its_request():
-    s = make(BatchingLimits(max_batch_texts=1, queue_texts=10))
+    s = make(limits(max_batch_texts=1, queue_texts=10))
     request = admit(s, "bad", "never computed")
     tokenize_all(s)
     batch = s.cut(now=0.0).batch
@@ -248,7 +293,7 @@ def test_stop_answers_everything_waiting_and_lets_the_batch_in_hand_finish():
     outcomes = s.stop()
     assert sorted(e.text for e, _ in outcomes) == ["e", "f", "g"]
     assert all(isinstance(err, ShuttingDown) for _, err in outcomes)
-    errors = {id(e.request): err for e, err in outcomes}
+    errors = {id(e.submission): err for e, err in outcomes}
     assert errors[id(r1)] is not errors[id(r2)]  # one exception object per request
     assert s.computing_texts == 4
     s.finish(batch)

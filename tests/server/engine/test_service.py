@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from solution.server.engine.errors import InvalidInput, NotReady
 from solution.server.engine.service import OTHER_ROUTE, Service
+from solution.server.errors import InvalidInput, NotReady
 
 
 class FakeEngine:

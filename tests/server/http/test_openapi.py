@@ -21,8 +21,8 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from solution.server import errors
 from solution.server.config import Settings
-from solution.server.engine import errors
 from solution.server.engine.service import Service
 from solution.server.http import protocol as http
 from solution.server.http.routes import OPENAPI_PATH, Routes

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from solution.server.engine import errors
-from solution.server.engine.errors import InvalidInput
+from solution.server import errors
 from solution.server.engine.options import Options
 from solution.server.engine.service import Service
+from solution.server.errors import InvalidInput
 from solution.server.http.protocol import Request
 from solution.server.http.routes import (
     ERROR_STATUS,
@@ -22,6 +22,7 @@ from solution.server.http.routes import (
     service_error_response,
 )
 from tests.conftest import bound_service, service_errors
+from tests.tolerances import FP32_SCORE_TOLERANCE
 
 
 def req(method: str, path: str, body: bytes = b"") -> Request:
@@ -101,7 +102,7 @@ async def test_process_array_answers_one_object_per_text_in_order(engine):
     assert len(many) == 3 and list(many[1]) == list(single)
     for key, prediction in single.items():  # padded in a batch: equal up to float noise
         assert many[1][key]["label"] == prediction["label"]
-        assert many[1][key]["score"] == pytest.approx(prediction["score"], abs=1e-5)
+        assert many[1][key]["score"] == pytest.approx(prediction["score"], abs=FP32_SCORE_TOLERANCE)
 
 
 async def test_unknown_path_404_and_wrong_method_405_with_allow(engine):

@@ -143,11 +143,11 @@ async def test_drain_under_keep_alive_load_answers_every_request_it_received():
 async def test_a_client_that_resets_before_its_batch_costs_no_compute(engine):
     """The connection lost cancels the request; the engine drops its text before compute.
     (A client that only half-closes is answered: see the tests above.)"""
-    from solution.server.engine.engine import BatchReport
+    from solution.server.engine.batches import BatchReport
 
     reports: list[BatchReport] = []
     engine.observers.append(reports.append)
-    gone_before = engine.dropped_texts["client_gone"]
+    gone_before = engine.snapshot().dropped.get("client_gone", 0)
     try:
         async with serving(Routes(bound_service(engine, 4))) as (port, _, seen):
             with ComputeGate(engine) as gate:
@@ -165,7 +165,7 @@ async def test_a_client_that_resets_before_its_batch_costs_no_compute(engine):
     finally:
         engine.observers.remove(reports.append)
     assert sum(r.texts for r in reports) == 2
-    assert engine.dropped_texts["client_gone"] - gone_before == 1
+    assert engine.snapshot().dropped.get("client_gone", 0) - gone_before == 1
 
 
 @pytest.mark.parametrize("env", [{"CLS_MAX_CONNECTIONS": "2"}])

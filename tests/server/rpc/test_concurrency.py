@@ -26,8 +26,8 @@ from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import config
-from solution.server.engine.engine import Prediction
-from solution.server.engine.errors import Overloaded
+from solution.server.compute.scoring import Prediction
+from solution.server.errors import Overloaded
 from solution.server.rpc.servicer import GrpcFrontend
 from tests.conftest import bound_service, until
 from tests.live_server import free_port

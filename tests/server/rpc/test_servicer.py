@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,15 +19,17 @@ from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import app as app_module
-from solution.server import config
+from solution.server import config, errors
 from solution.server.app import App
-from solution.server.engine import errors
-from solution.server.engine.engine import Engine, Prediction
+from solution.server.compute.scoring import Prediction
+from solution.server.engine.engine import Engine
+from solution.server.engine.entries import Snapshot
 from solution.server.engine.options import Options
 from solution.server.http.protocol import Request
 from solution.server.http.routes import Routes
 from solution.server.rpc.servicer import ERROR_STATUS, SERVICE_NAME, GrpcFrontend
 from tests.conftest import bound_service, service_errors, until
+from tests.tolerances import FP32_SCORE_TOLERANCE
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -45,10 +46,9 @@ class FakeEngine:
         self.warm = asyncio.Event()  # warm_up waits for it
         self.drained = asyncio.Event()  # drain waits for it
         self.observers: list[object] = []  # what Metrics.attach reads
-        self.refusals: Counter[str] = Counter()
-        self.waiting_texts = 0
-        self.computing_texts = 0
-        self.dropped_texts: Counter[str] = Counter()
+
+    def snapshot(self) -> Snapshot:  # what the metrics collector reads
+        return Snapshot(self.ready, self.accepting, 0, 0, {}, {})
 
     def start(self) -> None:
         self.ready = False
@@ -153,7 +153,9 @@ async def test_results_keep_model_order_for_every_text(frontends, channel, engin
     first = many.results[0].predictions  # in request order: the empty text first
     assert [p.label for p in first] == [p.label for p in one.result.predictions]
     # another batch shape, so the float32 sums may differ in the last bits
-    assert [p.score for p in first] == pytest.approx([p.score for p in one.result.predictions])
+    assert [p.score for p in first] == pytest.approx(
+        [p.score for p in one.result.predictions], abs=FP32_SCORE_TOLERANCE
+    )
     empty = await stub.ClassifyBatch(pb.ClassifyBatchRequest(), timeout=10)
     assert list(empty.results) == []
 
@@ -331,7 +333,9 @@ async def test_options_over_grpc_answer_as_the_engine_does(frontends, channel, e
             ranked = want[ranking.model]
             assert isinstance(ranked, list)
             assert [x.label for x in ranking.labels] == [p.label for p in ranked]
-            assert [x.score for x in ranking.labels] == pytest.approx([p.score for p in ranked])
+            assert [x.score for x in ranking.labels] == pytest.approx(
+                [p.score for p in ranked], abs=FP32_SCORE_TOLERANCE
+            )
         assert [p.label for p in result.predictions] == [r.labels[0].label for r in result.rankings]
 
     every = await stub.Classify(
@@ -341,7 +345,8 @@ async def test_options_over_grpc_answer_as_the_engine_does(frontends, channel, e
     assert [len(r.labels) for r in every.result.rankings] == [len(m.labels) for m in engine.models]
     for ranking in every.result.rankings:
         assert [x.score for x in ranking.labels] == pytest.approx(
-            [p.score for p in raw[0][ranking.model]]  # type: ignore[union-attr]
+            [p.score for p in raw[0][ranking.model]],  # type: ignore[union-attr]
+            abs=FP32_SCORE_TOLERANCE,
         )
     # no options, or empty ones: the v1 answer, without rankings
     plain = await stub.Classify(pb.ClassifyRequest(text="x", options=pb.Options()), timeout=10)

@@ -1,7 +1,10 @@
-"""The one error hierarchy of the service core.
+"""The one error hierarchy of the service, shared by every layer.
 
-The engine raises only these; each front-end maps them to its own status codes in one table
-(``http`` and ``grpc_service``), so a new error is one class here and one row per table.
+The engine and the compute layer raise only these (compute: a text too long for ``truncate:
+false``, a model or tokenizer failing on a text); each front-end maps them to its own status
+codes in one table (``http.routes.ERROR_STATUS``, ``rpc.servicer.ERROR_STATUS``), so a new error
+is one class here and one row per table. It sits beside ``config`` at the ground of the package
+because every layer needs it and it needs nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ class InvalidInput(ServiceError):
 
 class Overloaded(ServiceError):
     """Admission refused: the queue is full. Retrying later is the right reaction."""
-
-    retry_after_s = 1
 
 
 class DeadlineExceeded(ServiceError):
