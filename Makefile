@@ -5,12 +5,17 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 TINY := $(CACHE)/standins-tiny
 BASE := $(CACHE)/standins-base
+# The stand-in builder's package folder (run as python -m with dots for slashes).
+STANDINS := solution/standins
+# The image make image builds here: the CPU variant of solution/Dockerfile, tagged like the chart.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/tweet-classifier:$(VERSION)-cpu
 PORT ?= 8000
 BENCH_ARGS ?=
 
 HELM_VENV := .venv-helm
 
-.PHONY: install demo run test lint format proto stress bench bench-full clean helm-venv render-chart test-deploy
+.PHONY: install demo run test lint format proto stress bench bench-full clean helm-venv render-chart test-deploy image image-test
 
 # The stamp is rebuilt when the pins change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
@@ -19,12 +24,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml scripts
 
 install: $(VENV)/.installed
 
-$(TINY)/.built: $(VENV)/.installed solution/standins/*.py
-	$(PY) -m solution.standins --size tiny $(TINY)
+$(TINY)/.built: $(VENV)/.installed $(STANDINS)/*.py
+	$(PY) -m $(subst /,.,$(STANDINS)) --size tiny $(TINY)
 	touch $@
 
-$(BASE)/.built: $(VENV)/.installed solution/standins/*.py
-	$(PY) -m solution.standins --size base $(BASE)
+$(BASE)/.built: $(VENV)/.installed $(STANDINS)/*.py
+	$(PY) -m $(subst /,.,$(STANDINS)) --size base $(BASE)
 	touch $@
 
 ## demo: serve the offline stand-in models on port 8000 (HTTP) and 50051 (gRPC)
@@ -78,6 +83,15 @@ render-chart: helm-venv
 ## test-deploy: only the deployment checks (chart, Dockerfile)
 test-deploy: $(VENV)/.installed helm-venv
 	$(PY) -m pytest -q tests/deploy
+
+## image: build the image here (podman, no registry; the CPU variant); prints size and build time
+image:
+	scripts/image.sh $(IMAGE)
+
+## image-test: build the image, run it on the tiny stand-ins, autotests + gRPC, SIGTERM drain
+image-test: $(VENV)/.installed $(TINY)/.built
+	scripts/image.sh $(IMAGE)
+	$(PY) -m scripts.image_test --image $(IMAGE) --standins $(TINY)
 
 ## proto: regenerate the committed gRPC stubs from solution/proto/**/*.proto (grpcio-tools)
 proto: $(VENV)/.installed
