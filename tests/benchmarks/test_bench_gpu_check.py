@@ -129,7 +129,8 @@ def test_the_device_run_names_missing_stand_ins(tmp_path, gpu_machine_env):
 
 def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
     out = tmp_path / "out"
-    env = {**gpu_machine_env, "STANDINS": str(standins_tiny)}
+    # the served path has its own test (test_bench_served.py); this one runs gpu_check's part
+    env = {**gpu_machine_env, "STANDINS": str(standins_tiny), "SERVED": "0", "WHEELS": "/none"}
     args = [
         "--allow-cpu",
         "--as-is",
