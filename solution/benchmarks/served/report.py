@@ -88,11 +88,10 @@ def ratio(record: Record, name: str, value: float | None, of: float | None, goal
 
 
 def render(doc: dict[str, Any]) -> str:
-    smoke = ", a smoke test of the script" if doc.get("smoke_test") else ""
     limit = doc.get("limit") or {}
     best = limit.get("best", {})
     lines = [
-        f"### Served path: {doc.get('device')}{smoke}",
+        f"### Served path: {doc.get('device')}",  # a smoke test's device names it one
         "",
         f"torch {doc.get('torch')}, {doc.get('k6')}; {doc.get('wall_s')} s; "
         f"checks passed: **{doc.get('checks_passed')}**. Graph limit: "
