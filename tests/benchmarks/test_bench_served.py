@@ -59,4 +59,4 @@ def test_served_path_smoke_on_cpu(tmp_path, standins_tiny):
     assert doc["steps"]["peer"] == {"status": "skipped", "why": "--no-peer"}
     assert doc["checks_passed"] is True and len(doc["checks"]) == 5
     assert "HTTP 2 users / graph limit" in doc["targets"]  # from the fixture's limit
-    assert "a smoke test of the script" in (out / "served-cpu-smoke.md").read_text()
+    assert "smoke test, not a GPU result" in (out / "served-cpu-smoke.md").read_text()
