@@ -131,6 +131,7 @@ def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
     out = tmp_path / "out"
     # the served path has its own test (test_bench_served.py); this one runs gpu_check's part
     env = {**gpu_machine_env, "STANDINS": str(standins_tiny), "SERVED": "0", "WHEELS": "/none"}
+    env["GPU_CHECK_TIMEOUT_S"] = "280"  # the GPU's 150 s is minutes of work on 2 shared cores
     args = [
         "--allow-cpu",
         "--as-is",
