@@ -92,6 +92,7 @@ def render(doc: dict[str, Any]) -> str:
         detail = step.get("error") or step.get("why") or ""
         lines.append(f"| {name} | {status} {detail} | {step.get('seconds', '')} |")
     lines += _parity(steps.get("parity", {})) + _timing(steps.get("timing", {}))
+    lines += _limit(steps.get("limit", {}))
     lines += ["", "| check | passed | detail |", "|---|---|---|"]
     for name, c in doc.get("checks", {}).items():
         lines.append(f"| {name} | {c['passed']} | {c['detail']} |")
@@ -128,15 +129,46 @@ def _timing(timing: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "One call set of the five models (medians): host enqueue beside GPU time; "
-        "launch-bound when the GPU span is about the host's.",
+        "One call set of the five models (medians): host enqueue beside the batch's GPU span "
+        "(CUDA events on its main stream, from before the upload to before the results' copy); "
+        "launch-bound when the GPU span is about the host's enqueue. 'in graphs': the share of "
+        "forwards that were graph replays, counted.",
         "",
-        "| batch | path | host enqueue ms | batch wall ms | GPU span ms | GPU ms, sum per model |",
-        "|---|---|---|---|---|---|",
+        "| batch | path | in graphs | host enqueue ms | batch wall ms | GPU span ms "
+        "| GPU ms, sum per model |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        share = r.get("graph_share")
+        in_graphs = "n/a" if share is None else f"{100 * share:.0f}%"
         lines.append(
-            f"| {r['batch']} | {r['path']} | {_f(r['enqueue_ms'])} | {_f(r['wall_ms'])} | "
-            f"{_f(r.get('gpu_span_ms'))} | {_f(r['gpu_model_sum_ms'])} |"
+            f"| {r['batch']} | {r['path']} | {in_graphs} | {_f(r['enqueue_ms'])} | "
+            f"{_f(r['wall_ms'])} | {_f(r.get('gpu_span_ms'))} | {_f(r['gpu_model_sum_ms'])} |"
+        )
+    return lines
+
+
+def _limit(limit: dict[str, Any]) -> list[str]:
+    runs = limit.get("runs", [])
+    if not runs:
+        return []
+    tokens = ", ".join(f"{k} {v}" for k, v in limit.get("tokens_per_text", {}).items())
+    lines = [
+        "",
+        f"Graph limit on the load's {limit.get('texts')} texts (tokens per text: {tokens}): "
+        "graph replays of the five models on their streams, chunks of B texts sorted by length, "
+        "each in the smallest bucket that holds it; one graph replay of the five at B=1: "
+        f"{_f(limit.get('one_replay_ms'))} ms.",
+        "",
+        "| B | texts/s | buckets | bucket tokens / text tokens |",
+        "|---|---|---|---|",
+    ]
+    best = limit.get("best", {}).get("rows")
+    for r in runs:
+        mark = " (best)" if r["rows"] == best else ""
+        lines.append(
+            f"| {r['rows']}{mark} | {_f(r.get('texts_per_s'), 1)} | "
+            f"{' '.join(r.get('buckets', [])) or r.get('status', '')} | "
+            f"{_f(r.get('padding_ratio'))} |"
         )
     return lines

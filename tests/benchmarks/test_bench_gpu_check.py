@@ -129,7 +129,9 @@ def test_the_device_run_names_missing_stand_ins(tmp_path, gpu_machine_env):
 
 def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
     out = tmp_path / "out"
-    env = {**gpu_machine_env, "STANDINS": str(standins_tiny)}
+    # the served path has its own test (test_bench_served.py); this one runs gpu_check's part
+    env = {**gpu_machine_env, "STANDINS": str(standins_tiny), "SERVED": "0", "WHEELS": "/none"}
+    env["GPU_CHECK_TIMEOUT_S"] = "280"  # the GPU's 150 s is minutes of work on 2 shared cores
     args = [
         "--allow-cpu",
         "--as-is",
@@ -137,7 +139,7 @@ def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
         "0.5",
         "--users",
         "8",
-        "--limit-batches",
+        "--limit-rows",
         "1,4",
         "--min-seconds",
         "0.1",
@@ -152,7 +154,7 @@ def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
         "--graph-rows",
         "4",
         "--graph-length",
-        "32",
+        "128",  # the load texts' ~120 tokens fit: the timing table's graph rows run in graphs
     ]
     run = run_script(env, out, *args)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -182,5 +184,12 @@ def test_the_device_run_smoke_on_cpu(tmp_path, gpu_machine_env, standins_tiny):
     assert all(set(per_model) == KEYS for per_model in parity.values())
     assert doc["steps"]["capture"]["graphs_per_model"] > 0
     assert doc["checks_passed"] is True and doc["checks"]
-    assert set(doc["targets"]) >= {"saturation / winner-style peer"}
+    assert set(doc["targets"]) >= {"in-process engine / in-process winner-style peer"}
+    timing = {(r["batch"], r["path"]): r for r in doc["steps"]["timing"]["rows"]}
+    assert timing[(1, "graphs")]["graph_share"] == 1.0  # counted replays, every forward
+    assert timing[(4, "eager, five streams")]["graph_share"] == 0.0
+    limit = doc["steps"]["limit"]
+    assert [r["rows"] for r in limit["runs"]] == [1, 4] and limit["best"]["texts_per_s"] > 0
+    assert limit["one_replay_ms"] > 0
+    assert limit["tokens_per_text"]["cardiffnlp"] > 100  # the load's texts, not the corpus's
     assert "smoke test, not a GPU result" in (out / "gpu-check-cpu-smoke.md").read_text()

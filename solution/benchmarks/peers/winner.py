@@ -1,7 +1,8 @@
 """The winner-style peer: per-model asyncio queues, a fixed 10 ms wait, batches of 32, each model
 tokenizing on its own; the shape of the best entries to the original challenge.
 
-``python -m solution.benchmarks.peers.winner --models-dir DIR --port P [--dtype fp32|bf16]``
+``python -m solution.benchmarks.peers.winner --models-dir DIR --port P [--dtype fp32|bf16|fp16]
+[--device cpu|cuda]`` (fp16 is for a GPU, where ``benchmarks.served`` runs it beside the service)
 
 Per model, a worker coroutine takes the first waiting text, waits up to 10 ms for more (at most
 32), then tokenizes and runs the batch in the one inference thread (torch uses every core inside
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_WAIT_S = 0.010
 MAX_BATCH = 32
 
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
 
     from solution.server.compute.models import load_model_specs, load_models
@@ -109,7 +111,7 @@ def main() -> None:
     from .asgi import make_app, serve  # orjson and uvicorn: only for serving over HTTP
 
     specs = load_model_specs(DEFAULT_MODEL_CONFIG, args.models_dir)
-    models = load_models(specs, torch.device("cpu"), DTYPES[args.dtype], 512)
+    models = load_models(specs, torch.device(args.device), DTYPES[args.dtype], 512)
     serve(make_app(make_classify(models)), args.host, args.port)
 
 
