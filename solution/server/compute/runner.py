@@ -119,7 +119,9 @@ class RunOutput:
     """One batch's results."""
 
     logits: np.ndarray  # (models, rows, max_labels) float32; 0 past a model's labels, 0 if not run
-    gpu_seconds: list[float]  # per model; GPU time on cuda (streams overlap: may sum past wall_s)
+    # per model: its stream's span in the batch on cuda (they overlap: may sum past wall_s); its
+    # forwards' host time on the CPU
+    gpu_seconds: list[float]
     wall_s: float  # host clock from the launch's start to the results on the host
     num_labels: tuple[int, ...] = ()  # per model: how many columns of ``logits`` are real
     enqueue_s: float = 0.0  # host time until every launch was issued (launch-bound if ~wall_s)

@@ -96,27 +96,29 @@ class Sequential:
 
 
 class _EventTimer(Timer):
-    """GPU time between two events on one stream, summed over a batch's calls. Streams overlap,
-    so per-model GPU times may add up to more than the batch took."""
+    """GPU time of one stream over a batch: from an event before its first timed call to one
+    after its last (the end event is re-recorded after each call: two events per batch, not two
+    per call, which host time under many small calls would feel). Streams overlap, so per-model
+    GPU times may add up to more than the batch took."""
 
     def __init__(self, stream: torch.cuda.Stream):
         super().__init__()
         self.stream = stream
-        self.spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._begin: torch.cuda.Event | None = None
+        self._end = torch.cuda.Event(enable_timing=True)
 
     def __enter__(self) -> None:
-        self._begin = torch.cuda.Event(enable_timing=True)
-        self._begin.record(self.stream)
+        if self._begin is None:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._begin.record(self.stream)
 
     def __exit__(self, *exc: object) -> None:
-        end = torch.cuda.Event(enable_timing=True)
-        end.record(self.stream)
-        assert self._begin is not None
-        self.spans.append((self._begin, end))
+        self._end.record(self.stream)
 
     def seconds(self) -> float:
-        return sum(a.elapsed_time(b) for a, b in self.spans) / 1000.0
+        if self._begin is None:
+            return 0.0
+        return self._begin.elapsed_time(self._end) / 1000.0
 
 
 class _Pinned:
