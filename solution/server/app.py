@@ -72,8 +72,10 @@ def build_engine(settings: Settings) -> Engine:
         settings.cuda_graphs,
         max_rows=limits.max_batch_texts,
         max_length=max(f.max_tokens for f in families),
+        max_tokens=limits.max_batch_tokens,
     )
-    log.info("cuda graphs", extra={"graphs": graphs})  # what was captured, in what time and memory
+    # what was captured, in what time and memory, within which budgets, and the cost table
+    log.info("cuda graphs", extra={"graphs": graphs})
     return engine
 
 

@@ -71,6 +71,20 @@ class Metrics:
             registry=r,
         )
         self.failed = Counter("classifier_failed_texts", "Texts a model failed on", registry=r)
+        self.forward_calls = Counter(
+            "classifier_forward_calls",
+            "Model forward calls by path: graph (a CUDA graph replayed) or eager",
+            ["path"],
+            registry=r,
+        )
+        for path in ("graph", "eager"):  # both series exist from the start, at 0
+            self.forward_calls.labels(path)
+        self.gpu_busy = Counter(
+            "classifier_gpu_busy_seconds",
+            "GPU busy time: per batch, from an event before its first launch to the end of its "
+            "last model stream (the streams overlap inside it); on the CPU the forwards' time",
+            registry=r,
+        )
 
     def attach(self, engine: Engine) -> None:
         engine.observers.append(self.observe_batch)
@@ -91,6 +105,9 @@ class Metrics:
         for model, seconds in report.model_gpu_seconds.items():
             self.model_seconds.labels(model).inc(seconds)
         self.failed.inc(report.failed_texts)
+        for path, calls in report.calls_by_path.items():
+            self.forward_calls.labels(path).inc(calls)
+        self.gpu_busy.inc(report.gpu_busy_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,8 @@ import numpy as np
 
 from solution.server.compute import planning
 from solution.server.compute.families import Family
-from solution.server.compute.runner import FamilyWork, ForwardCall, Runner
+from solution.server.compute.planning import FamilyWork, ForwardCall
+from solution.server.compute.runner import Runner
 
 from ..gpu_report import Record
 from .common import ReplayCounter, Setup, capture_args, forwards_in, run_batch
@@ -23,11 +24,12 @@ def capture_step(result: dict[str, Any], *, runner: Runner, setup: Setup) -> Non
 
 
 def bucket_call(family: Family, vocab: int, rows: int, length: int, seed: int) -> ForwardCall:
-    """``rows`` random texts, the first ``length`` tokens long, the others shorter."""
+    """``rows`` random texts, the first ``length`` tokens long, the others shorter, planned to the
+    ``rows x length`` bucket (a runner without that graph runs the same arrays eager)."""
     rng = np.random.default_rng(seed)
     lengths = [length, *rng.integers(1, length + 1, size=rows - 1).tolist()]
     seqs = [rng.integers(3, vocab, size=n).tolist() for n in lengths]
-    return planning.forward_call(seqs, range(rows), family.pad_id)
+    return planning.forward_call(seqs, range(rows), family.pad_id, (rows, length))
 
 
 def graphs_vs_eager(

@@ -19,7 +19,8 @@ from solution.server.compute.models import (
     load_models,
     resolve_labels,
 )
-from solution.server.compute.runner import FamilyWork, Runner, RunOutput
+from solution.server.compute.planning import FamilyWork
+from solution.server.compute.runner import Runner, RunOutput
 from solution.server.config import DEFAULT_MODEL_CONFIG
 
 from ..gpu_report import Record

@@ -22,10 +22,9 @@ import statistics
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
-from solution.server.compute import buckets
+from solution.server.compute import planning
 from solution.server.compute.buckets import BucketGrid, Shape
 from solution.server.compute.families import Family
 from solution.server.compute.graphs import CapturedForward, capture_all, capture_cuda
@@ -65,13 +64,9 @@ def stage(
         arrays = []
         for f, family in enumerate(families):
             seqs = [ids[f][i][: shape[1]] for i in chunk]
-            call_ids = np.full((len(seqs), max(map(len, seqs))), family.pad_id, dtype=np.int64)
-            mask = np.zeros(call_ids.shape, dtype=np.bool_)
-            for r, seq in enumerate(seqs):
-                call_ids[r, : len(seq)] = seq
-                mask[r, : len(seq)] = True
-            arrays += list(buckets.pad_call(call_ids, mask, shape, family.pad_id))
-        tensors = ops.upload(arrays)
+            call = planning.forward_call(seqs, range(len(seqs)), family.pad_id, shape)
+            arrays += [call.input_ids, call.attention_mask]
+        tensors = ops.upload(arrays).tensors
         pairs = [(tensors[2 * f], tensors[2 * f + 1]) for f in range(len(families))]
         staged.append((shape, len(chunk), pairs))
     return staged
@@ -113,8 +108,9 @@ def measure_rows(
     streams = [ops.new_stream() for _ in models]
     cost = [max(len(ids[f][i]) for f in range(len(families))) for i in range(len(ids[0]))]
     staged = stage(families, ids, chunks_of(cost, rows), rows, ops)
+    ops.synchronize()  # the uploads ran on the copy stream: done before any replay reads them
     for stream in streams:
-        ops.wait(stream, ops.current())  # the staged inputs were copied on the main stream
+        ops.wait(stream, ops.current())  # (the staged inputs were copied and synchronised above)
     shapes = sorted({shape for shape, _, _ in staged})
     capture = setup.capture or capture_cuda
     graphs, report = capture_all(

@@ -49,10 +49,11 @@ def reference(models: list[LoadedModel], texts: list[str]) -> list[np.ndarray]:
 
 
 def run_texts(runner: Runner, families: list[Family], texts: list[str]) -> np.ndarray:
-    """The service's path for ``texts``: dedupe, plan micro-batches, run; logits per text."""
+    """The service's path for ``texts``: dedupe, plan (to the runner's buckets, if it has graphs),
+    run; logits per text."""
     unique, row_of_text = batching.dedupe(texts)
     ids = [f.encode(unique) for f in families]
-    plan = planning.plan(ids, families, range(len(unique)), 256, 16)
+    plan = planning.plan(ids, families, range(len(unique)), 256, 16, None, runner.buckets)
     out = run_batch(runner, plan.work, len(unique))
     return out.logits[:, row_of_text, :]
 

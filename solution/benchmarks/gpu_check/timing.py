@@ -19,8 +19,9 @@ import torch
 
 from solution.server.compute import planning
 from solution.server.compute.families import Family
-from solution.server.compute.runner import FamilyWork, Runner
-from solution.server.compute.streams import CudaStreams
+from solution.server.compute.planning import FamilyWork
+from solution.server.compute.runner import Runner
+from solution.server.compute.streams import CudaStreams, Upload
 
 from .common import ReplayCounter, forwards_in, run_batch
 
@@ -36,7 +37,7 @@ class SpanStreams(CudaStreams):
         self.begin: torch.cuda.Event | None = None
         self.end: torch.cuda.Event | None = None
 
-    def upload(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def upload(self, arrays: Sequence[np.ndarray]) -> Upload:
         self.begin = torch.cuda.Event(enable_timing=True)
         self.begin.record(self.current())
         return super().upload(arrays)
@@ -97,8 +98,9 @@ def timing(
     for batch in [int(b) for b in args.timing_batches.split(",")]:
         chunk = texts[:batch]
         ids = [f.encode(chunk) for f in families]
-        work = planning.plan(ids, families, range(batch), 1 << 20, batch).work  # one call each
         for path, r in paths:
+            # eager: one call per family; graphs: cut to the runner's buckets, as the server does
+            work = planning.plan(ids, families, range(batch), 1 << 20, batch, None, r.buckets).work
             for _ in range(2):
                 run_batch(r, work, batch)  # warm-up
             counter = counters[path]

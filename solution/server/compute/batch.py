@@ -9,6 +9,7 @@ allocator's cache first: the halves may fit.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,12 +33,16 @@ class Computed:
     gpu_seconds: list[float] = field(default_factory=list)  # per model
     forward_calls: int = 0
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # family: (real, computed)
+    calls_by_path: Counter[str] = field(default_factory=Counter)  # model calls: graph, eager
+    gpu_busy_s: float = 0.0  # the runner's GPU span, summed over the runs
 
     def add(self, other: Computed) -> None:
         """Fold in the result of other rows of the same batch (``other.logits`` is unused)."""
         self.failed.update(other.failed)
         self.gpu_seconds = [a + b for a, b in zip(self.gpu_seconds, other.gpu_seconds, strict=True)]
         self.forward_calls += other.forward_calls
+        self.calls_by_path += other.calls_by_path
+        self.gpu_busy_s += other.gpu_busy_s
         for name, (real, computed) in other.positions.items():
             r, c = self.positions.get(name, (0, 0))
             self.positions[name] = (r + real, c + computed)
@@ -71,7 +76,13 @@ class BatchComputer:
     ) -> None:
         try:
             plan = planning.plan(
-                ids, self.families, rows, self.micro_batch_tokens, self.max_texts, wanted
+                ids,
+                self.families,
+                rows,
+                self.micro_batch_tokens,
+                self.max_texts,
+                wanted,
+                self.runner.buckets,
             )
             run = self.runner.run(plan.work, len(rows))
         except Exception as exc:
@@ -88,4 +99,15 @@ class BatchComputer:
             self._rows(ids, wanted, rows[half:], out)
             return
         out.logits[:, rows] = run.logits
-        out.add(Computed(run.logits, {}, run.gpu_seconds, plan.calls, plan.positions))
+        paths = Counter(graph=run.graph_calls, eager=run.eager_calls)
+        out.add(
+            Computed(
+                run.logits,
+                {},
+                run.gpu_seconds,
+                plan.calls,
+                plan.positions,
+                paths,
+                run.gpu_busy_s,
+            )
+        )

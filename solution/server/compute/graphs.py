@@ -1,7 +1,8 @@
 """CUDA graphs per model and shape bucket: captured once at start-up, replayed from static buffers.
 
-An eager HF forward is ~200 kernel launches and 2-3.5 ms of Python per model; replaying a graph
-costs microseconds, which is the whole forward at small batches. Per model, one graph per bucket
+An eager HF forward is ~200 kernel launches and ~5 ms of host time per model (25-29 ms for the
+five on an H200, at every batch size); replaying a graph costs microseconds, which is the whole
+forward at small batches. Per model, one graph per bucket
 of ``buckets.BucketGrid``, all in one memory pool per model (graphs of a model never run at the
 same time: they are replayed on that model's stream only).
 
@@ -10,23 +11,27 @@ Rules that keep replays correct:
   right before its replay, and the static output is read on that stream right after it: stream
   order, not host timing, keeps a buffer from being overwritten while a replay may still read it,
   and keeps the next replay (which reuses the pool) from overwriting an output not yet read;
-- shapes outside the captured buckets run eager; a capture that fails turns graphs off
-  (``CLS_CUDA_GRAPHS=auto``) or stops the start (``on``).
+- calls the planner did not cut to a captured bucket run eager; a capture that fails turns
+  graphs off (``CLS_CUDA_GRAPHS=auto``) or stops the start (``on``).
 
-Capture is bounded by a time and a memory budget (``capture_all``), cheapest shapes first.
+Capture is bounded by a time and a memory budget (``capture_all``), cheapest shapes first. Then
+``measure_costs`` times replay and eager on the device for the planner's cost table.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from solution.server.compute.buckets import Shape
+from solution.server.compute.costs import Sample
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,16 @@ CAPTURE_TIME_BUDGET_S = 60.0
 # Share of the device memory free after loading that the graph pools may take: the rest stays
 # for eager calls (the largest micro-batch's activations) and the caching allocator's slack.
 CAPTURE_MEMORY_FRACTION = 0.25
+# ... and at most this much on any card. A pool holds about the activations of its model's largest
+# shape (~0.3 GB for a base encoder at 16,384 fp16 tokens; the grid's cap) plus the small static
+# buffers; the figure counted also holds each capture's eager warm-up run, cached by the
+# allocator. On a 16 GB T4, after five fp16 base models (2.4 GB) and the CUDA context, the
+# fraction above gives ~3.3 GB; this cap keeps a large GPU from capturing without bound.
+CAPTURE_MEMORY_BYTES = 6 << 30
+# Start-up time for timing the captured shapes (``measure_costs``): a replayed call set takes 1-10
+# ms, so ~150 shapes x 4 runs fit well within it; shapes left over get costs from the fitted line.
+COST_TIME_BUDGET_S = 5.0
+COST_RUNS = 3  # timed runs per shape, after one untimed; the median counts
 
 
 def forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -161,3 +176,41 @@ def capture_all(
                 report.memory_bytes = torch.cuda.memory_reserved() - reserved
     report.seconds = time.perf_counter() - start
     return graphs, report
+
+
+def measure_costs(
+    models: Sequence[torch.nn.Module],
+    graphs: Sequence[dict[Shape, CapturedForward]],
+    shapes: Sequence[Shape],
+    use: Callable[[int], AbstractContextManager[Any]],
+    synchronize: Callable[[], None],
+    time_budget_s: float,
+) -> list[Sample]:
+    """Host wall time of one call set (every model, each on its stream via ``use(m)``, then
+    ``synchronize``): eager at the cheapest and the dearest shape, then replay at each shape,
+    cheapest first, until ``time_budget_s`` is spent (the first replay always). Inputs are the
+    graphs' static buffers."""
+
+    def timed(shape: Shape, run: Callable[[int, CapturedForward], object]) -> float:
+        times = []
+        for i in range(COST_RUNS + 1):
+            start = time.perf_counter()
+            for m in range(len(models)):
+                with use(m):
+                    run(m, graphs[m][shape])
+            synchronize()
+            if i:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    samples: list[Sample] = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for shape in sorted({shapes[0], shapes[-1]}, key=lambda s: s[0] * s[1]):
+            seconds = timed(shape, lambda m, g: forward(models[m], g.ids, g.mask))
+            samples.append(Sample(shape, seconds, "eager"))
+        for i, shape in enumerate(shapes):
+            if i and time.perf_counter() - start > time_budget_s:
+                break  # checked between shapes: at least one replay is timed
+            samples.append(Sample(shape, timed(shape, lambda m, g: g.replay()), "graph"))
+    return samples

@@ -1,10 +1,11 @@
 """Run the models on one prepared batch and return every model's logits for every text.
 
 On CUDA every model has its own stream: a batch's inputs go to the device in one copy from a
-reused pinned buffer, the launches for all models are issued back to back before any
-synchronisation (so small batches overlap on the GPU), calls that fit a captured shape replay a
-CUDA graph (``graphs.py``, ``buckets.py``), and the batch's logits come back in its one
-device-to-host copy, the only point where the host waits. Softmax and top-1 are the caller's, on
+reused pinned buffer on a copy stream (``stage``, which may run while the GPU computes the last
+batch), the launches for all models are issued back to back before any synchronisation (so small
+batches overlap on the GPU), calls the planner cut to a captured bucket replay its CUDA graph
+(``graphs.py``, ``planning.py``), and the batch's logits come back in its one device-to-host
+copy, the only point where the host waits (``collect``). Softmax and top-1 are the caller's, on
 the host. On the CPU the same code runs the models in turn, each forward using all intra-op
 threads (``streams.Sequential``).
 
@@ -27,19 +28,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from solution.server.compute import buckets
 from solution.server.compute.buckets import BucketGrid, Shape
+from solution.server.compute.costs import CostTable, default_table, from_samples
 from solution.server.compute.graphs import (
+    CAPTURE_MEMORY_BYTES,
     CAPTURE_MEMORY_FRACTION,
     CAPTURE_TIME_BUDGET_S,
+    COST_TIME_BUDGET_S,
     Capture,
     CapturedForward,
     capture_all,
     capture_cuda,
     forward,
+    measure_costs,
 )
 from solution.server.compute.models import LoadedModel
-from solution.server.compute.streams import CudaStreams, Sequential
+from solution.server.compute.planning import Buckets, FamilyWork
+from solution.server.compute.streams import CudaStreams, Sequential, Timer, Upload
 
 log = logging.getLogger(__name__)
 
@@ -110,32 +115,49 @@ def is_fatal_device_error(exc: BaseException) -> bool:
 
 
 @dataclass
-class ForwardCall:
-    """One forward call for one family: rows index the batch's unique texts."""
-
-    rows: list[int]
-    input_ids: torch.Tensor  # (len(rows), longest) int64, right-padded
-    attention_mask: torch.Tensor
-
-
-@dataclass
-class FamilyWork:
-    """Calls that ``members`` (model indices sharing this tokenization) all run. A batch may hold
-    several for one family, with different member subsets."""
-
-    members: list[int]
-    calls: list[ForwardCall]
-
-
-@dataclass
 class RunOutput:
     """One batch's results."""
 
     logits: np.ndarray  # (models, rows, max_labels) float32; 0 past a model's labels, 0 if not run
-    gpu_seconds: list[float]  # per model; GPU time on cuda (streams overlap: may sum past wall_s)
-    wall_s: float  # the batch, host clock, from the first enqueue to the results on the host
+    # per model: its stream's span in the batch on cuda (they overlap: may sum past wall_s); its
+    # forwards' host time on the CPU
+    gpu_seconds: list[float]
+    wall_s: float  # host clock from the launch's start to the results on the host
     num_labels: tuple[int, ...] = ()  # per model: how many columns of ``logits`` are real
     enqueue_s: float = 0.0  # host time until every launch was issued (launch-bound if ~wall_s)
+    stage_s: float = 0.0  # host time staging took (before the launch; may overlap the last batch)
+    graph_calls: int = 0  # model forward calls replayed from a CUDA graph
+    eager_calls: int = 0  # model forward calls run eager
+    # The batch's GPU span on cuda: from an event on the main stream before the first launch to
+    # one after every model stream's last kernel (the streams overlap inside it). On the CPU the
+    # host time of the forwards.
+    gpu_busy_s: float = 0.0
+
+
+@dataclass
+class Staged:
+    """A batch ready to launch: every call's inputs on the device (or on their way there, on the
+    copy stream), and per model the rows its results come back for, in launch order."""
+
+    work: list[FamilyWork]
+    n_rows: int
+    upload: Upload
+    slots: list[np.ndarray]  # per model: runner rows of its result slots 0, 1, ...
+    stage_s: float
+
+
+@dataclass
+class Launched:
+    """A batch whose launches are all issued; ``Runner.collect`` waits for its results."""
+
+    staged: Staged
+    out: torch.Tensor  # (models, slots, max_labels) float32 on the device
+    timers: list[Timer]
+    busy: Timer
+    started: float  # perf_counter at the launch's start
+    enqueue_s: float
+    graph_calls: int
+    eager_calls: int
 
 
 def uses_sdpa(model: torch.nn.Module) -> bool:
@@ -144,6 +166,12 @@ def uses_sdpa(model: torch.nn.Module) -> bool:
 
 
 class Runner:
+    """One batch is ``stage`` (host: pack the planned calls into a reused pinned buffer, upload
+    it on the copy stream), ``launch`` (enqueue every model's calls on its stream, from graphs
+    where planned) and ``collect`` (the batch's one wait, for its logits). ``run`` is the three in
+    a row. ``stage`` of the next batch may run between ``launch`` and ``collect`` of this one,
+    on this thread or another (but one ``stage`` at a time), so the GPU never waits on it."""
+
     def __init__(
         self, models: Sequence[LoadedModel], device: torch.device, ops: Sequential | None = None
     ):
@@ -154,13 +182,16 @@ class Runner:
         configs: list[Any] = [m.model.config for m in self.models]
         self.num_labels = tuple(int(c.num_labels) for c in configs)
         self.max_labels = max(self.num_labels)
-        # Values for the bucket's padding; right padding keeps them out of the real rows' results.
-        self.pad_ids = [int(getattr(c, "pad_token_id", 0) or 0) for c in configs]
         self.boolean_mask = [uses_sdpa(m.model) for m in self.models]
         self.grid = BucketGrid()
         self.graphs: list[dict[Shape, CapturedForward]] = [{} for _ in self.models]
-        self.shapes: list[Shape] = []  # captured for every model
-        self.use_graphs = True  # gpu_check compares the two paths on one runner
+        # what the planner may cut calls to (captured for every model) and what they cost
+        self.buckets = Buckets()
+
+    @property
+    def shapes(self) -> list[Shape]:
+        """The shapes captured for every model, cheapest first."""
+        return list(self.buckets.shapes)
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -170,20 +201,24 @@ class Runner:
         *,
         max_rows: int,
         max_length: int,
+        max_tokens: int | None = None,
         grid: BucketGrid | None = None,
         time_budget_s: float = CAPTURE_TIME_BUDGET_S,
         memory_fraction: float = CAPTURE_MEMORY_FRACTION,
         capture: Capture | None = None,
+        measure: bool | None = None,
     ) -> dict[str, Any]:
         """Capture the CUDA graphs (``CLS_CUDA_GRAPHS``: auto, on, off) for calls of up to
-        ``max_rows x max_length``; returns what to log. ``auto`` runs eager where graphs cannot
-        be had (no CUDA device, a model without SDPA, a failed capture); ``on`` raises instead.
-        ``capture`` replaces the CUDA capture (``graphs.capture_eager`` runs the graph path on
-        the CPU)."""
+        ``max_rows x max_length`` (and ``max_tokens``), then time replay and eager on the device
+        for the cost table the planner cuts calls by; returns what to log. ``auto`` runs eager
+        where graphs cannot be had (no CUDA device, a model without SDPA, a failed capture);
+        ``on`` raises instead. ``capture`` replaces the CUDA capture (``graphs.capture_eager``
+        runs the graph path on the CPU); ``measure`` (default: on CUDA only, where timing means
+        something) times the captured shapes, else the cost table is ``costs.default_table``."""
         if mode not in GRAPH_MODES:
             raise ValueError(f"CLS_CUDA_GRAPHS={mode!r}: use auto, on or off")
         self.grid = grid or self.grid
-        self.graphs, self.shapes = [{} for _ in self.models], []
+        self.graphs, self.buckets = [{} for _ in self.models], Buckets()
         if mode == "off":
             return {"mode": mode, "graphs_per_model": 0}
         cuda = capture is None
@@ -196,12 +231,15 @@ class Runner:
             if mode == "on":
                 raise ValueError(f"CLS_CUDA_GRAPHS=on, but {reason}: use auto or off")
             return {"mode": mode, "graphs_per_model": 0, "reason": reason}
-        budget = int(memory_fraction * torch.cuda.mem_get_info(self.device)[0]) if cuda else 0
+        budget = 0
+        if cuda:
+            free = torch.cuda.mem_get_info(self.device)[0]
+            budget = min(int(memory_fraction * free), CAPTURE_MEMORY_BYTES)
         try:
             graphs, report = capture_all(
                 [m.model for m in self.models],
                 self.streams,
-                self.grid.shapes(max_rows, max_length),
+                self.grid.shapes(max_rows, max_length, max_tokens),
                 capture or capture_cuda,
                 time_budget_s,
                 budget,
@@ -211,75 +249,133 @@ class Runner:
                 raise
             log.warning("cuda graph capture failed; running eager", extra={"error": repr(exc)})
             return {"mode": mode, "graphs_per_model": 0, "reason": f"capture failed: {exc!r}"}
-        self.graphs, self.shapes = graphs, report.shapes
-        return {"mode": mode, **report.public()}
+        self.graphs = graphs
+        table, timing = self._costs(report.shapes, cuda if measure is None else measure)
+        self.buckets = Buckets(tuple(report.shapes), table)
+        return {"mode": mode, **report.public(), "costs": {**table.summary(), **timing}}
+
+    def _costs(self, shapes: list[Shape], measure: bool) -> tuple[CostTable, dict[str, Any]]:
+        """The cost table for ``shapes``: measured on the device, or the default one."""
+        if not measure or not shapes:
+            return default_table(shapes), {}
+        start = time.perf_counter()
+        try:
+            samples = measure_costs(
+                [m.model for m in self.models],
+                self.graphs,
+                shapes,
+                lambda m: self.ops.use(self.streams[m]),
+                self.ops.synchronize,
+                COST_TIME_BUDGET_S,
+            )
+            table = from_samples(shapes, samples)
+        except Exception as exc:
+            if is_fatal_device_error(exc):
+                raise
+            log.warning("timing the graphs failed; default costs", extra={"error": repr(exc)})
+            return default_table(shapes), {"measure_failed": repr(exc)}
+        replays = sum(s.path == "graph" for s in samples)
+        return table, {"timed_shapes": replays, "seconds": round(time.perf_counter() - start, 2)}
 
     # ---- one batch ----------------------------------------------------------------------------
 
     def run(self, work: Sequence[FamilyWork], n_rows: int) -> RunOutput:
+        """Stage, launch and collect one batch (``planning.plan``'s work for ``n_rows`` rows)."""
+        return self.collect(self.launch(self.stage(work, n_rows)))
+
+    def stage(self, work: Sequence[FamilyWork], n_rows: int) -> Staged:
+        """Every call's ids and boolean mask, packed into one reused pinned buffer and uploaded
+        in one copy; the runner rows each model's results will come back for."""
+        start = time.perf_counter()
+        arrays: list[np.ndarray] = []
+        per_model: list[list[np.ndarray]] = [[] for _ in self.models]
+        for family in work:
+            for call in family.calls:
+                arrays += [call.input_ids, call.attention_mask]
+                for m in family.members:
+                    per_model[m].append(call.rows)
+        upload = self.ops.upload(arrays)
+        slots = [np.concatenate(rows) if rows else _NO_ROWS for rows in per_model]
+        return Staged(list(work), n_rows, upload, slots, time.perf_counter() - start)
+
+    def launch(self, staged: Staged) -> Launched:
+        """Enqueue every call of ``staged`` on its models' streams; returns once all are issued.
+        Model ``m``'s results fill its result slots in launch order (no index tensors)."""
         start = time.perf_counter()
         ops, streams = self.ops, self.streams
         timers = [ops.timer(s) for s in streams]
+        tensors = iter(staged.upload.tensors)
+        filled = [0] * len(self.models)
+        graph_calls = eager_calls = 0
         with torch.inference_mode():
             main = ops.current()
-            shape = (len(self.models), n_rows, self.max_labels)
-            out = torch.zeros(shape, dtype=torch.float32, device=self.device)
-            try:
-                staged = self._stage(work)
-                for stream in streams:
-                    ops.wait(stream, main)  # the inputs were copied, `out` zeroed, on main
-                for family, calls in zip(work, staged, strict=True):
-                    for ids, mask, rows, bucket in calls:
-                        for m in family.members:
-                            with ops.use(streams[m]), timers[m]:
-                                for t in (ids, mask, rows):
-                                    ops.keep(t, streams[m])
-                                logits = self._forward(m, ids, mask, bucket)
-                                view = out[m, :, : self.num_labels[m]]
-                                view.index_copy_(0, rows, logits[: rows.shape[0]])
-            finally:
-                # Also when a model raised: work already queued on the other streams still writes
-                # into `out` and reads the inputs; main waits for it before anything of this batch
-                # is freed, so a retry's allocations cannot receive memory still being written.
-                for stream in streams:
-                    ops.wait(main, stream)
-            enqueue_s = time.perf_counter() - start
-            host = ops.download(out)
-        seconds = [t.seconds() for t in timers]
-        wall_s = time.perf_counter() - start
-        return RunOutput(host, seconds, wall_s, self.num_labels, enqueue_s)
+            busy = ops.timer(main)
+            width = max(1, *(len(s) for s in staged.slots))
+            shape = (len(self.models), width, self.max_labels)
+            out = torch.empty(shape, dtype=torch.float32, device=self.device)
+            with busy:
+                try:
+                    for stream in streams:
+                        ops.wait(stream, main)  # `out` was made on main
+                        ops.wait(stream, staged.upload.ready)  # the inputs' copy
+                        ops.keep(staged.upload.buffer, stream)
+                    for family in staged.work:
+                        for call in family.calls:
+                            ids, mask = next(tensors), next(tensors)
+                            k = call.real_rows
+                            for m in family.members:
+                                with ops.use(streams[m]), timers[m]:
+                                    logits, replayed = self._forward(m, ids, mask, call.bucket)
+                                    slots = out[m, filled[m] : filled[m] + k, : self.num_labels[m]]
+                                    slots.copy_(logits[:k])
+                                filled[m] += k
+                                graph_calls += replayed
+                                eager_calls += not replayed
+                finally:
+                    # Also when a model raised: work already queued on the other streams still
+                    # writes into `out` and reads the inputs; main waits for it before anything
+                    # of this batch is freed, so a retry's allocations cannot receive memory
+                    # still being written.
+                    for stream in streams:
+                        ops.wait(main, stream)
+        enqueue_s = time.perf_counter() - start
+        return Launched(staged, out, timers, busy, start, enqueue_s, graph_calls, eager_calls)
 
-    def _stage(
-        self, work: Sequence[FamilyWork]
-    ) -> list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, Shape | None]]]:
-        """Every call's ids, boolean mask and rows, bucket-padded where a graph will run it,
-        uploaded in one copy. Per family, per call: (ids, mask, rows, bucket or None)."""
-        arrays: list[np.ndarray] = []
-        chosen: list[list[Shape | None]] = []
-        for family in work:
-            pad_id = self.pad_ids[family.members[0]]
-            chosen.append([])
-            for call in family.calls:
-                ids = np.asarray(call.input_ids, dtype=np.int64)
-                mask = np.asarray(call.attention_mask) != 0
-                bucket = None
-                if self.use_graphs and self.shapes:
-                    rows, length = ids.shape
-                    bucket = buckets.choose(rows, length, self.shapes, self.grid)
-                if bucket is not None:
-                    ids, mask = buckets.pad_call(ids, mask, bucket, pad_id)
-                arrays += [ids, mask, np.asarray(call.rows, dtype=np.int64)]
-                chosen[-1].append(bucket)
-        tensors = iter(self.ops.upload(arrays))
-        return [[(next(tensors), next(tensors), next(tensors), b) for b in fam] for fam in chosen]
+    def collect(self, launched: Launched) -> RunOutput:
+        """Wait for ``launched``'s logits (the batch's one device-to-host copy) and put each
+        model's slots back on their rows."""
+        staged = launched.staged
+        with torch.inference_mode():
+            host = self.ops.download(launched.out)
+        logits = np.zeros((len(self.models), staged.n_rows, self.max_labels), dtype=np.float32)
+        for m, rows in enumerate(staged.slots):
+            n = self.num_labels[m]
+            logits[m, rows, :n] = host[m, : len(rows), :n]
+        return RunOutput(
+            logits,
+            [t.seconds() for t in launched.timers],
+            time.perf_counter() - launched.started,
+            self.num_labels,
+            launched.enqueue_s,
+            staged.stage_s,
+            launched.graph_calls,
+            launched.eager_calls,
+            launched.busy.seconds(),
+        )
 
     def _forward(
         self, m: int, ids: torch.Tensor, mask: torch.Tensor, bucket: Shape | None
-    ) -> torch.Tensor:
-        if bucket is not None:
-            return self.graphs[m][bucket](ids, mask)
+    ) -> tuple[torch.Tensor, bool]:
+        """Model ``m``'s logits for one call, and whether a graph replayed them (a bucket
+        without a graph here, as a plan made for other shapes has, runs eager: still right)."""
+        graph = self.graphs[m].get(bucket) if bucket is not None else None
+        if graph is not None:
+            return graph(ids, mask), True
         mask = mask[:, None, None, :] if self.boolean_mask[m] else mask
-        return forward(self.models[m].model, ids, mask)
+        return forward(self.models[m].model, ids, mask), False
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 def _default_ops(device: torch.device) -> Sequential:

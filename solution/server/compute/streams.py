@@ -7,6 +7,8 @@ What it must guarantee on CUDA (PyTorch's stream semantics):
 - a tensor made on one stream and used on another: the user waits on the producer, and the
   tensor is ``record_stream``-ed so the caching allocator does not hand its memory out early;
 - the host writes a reused buffer only after the copy that last read it has finished (an event);
+  the inputs go up on a copy stream from one of two pinned buffers, so staging the next batch
+  neither waits for nor delays the one computing, and each model stream waits on the copy's event;
 - the batch's only synchronisation is the one device-to-host copy of its results, which waits on
   an event: ``Event.synchronize`` is not a sync that ``torch.cuda.set_sync_debug_mode`` reports,
   so a batch runs clean under ``set_sync_debug_mode("error")``.
@@ -18,6 +20,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,16 @@ class Timer:
         return self.total
 
 
+@dataclass
+class Upload:
+    """A batch's inputs on the device: ``tensors`` are views of one ``buffer`` (kept alive for
+    every stream that reads them); a stream waits on ``ready`` before reading them."""
+
+    tensors: list[torch.Tensor]
+    buffer: torch.Tensor
+    ready: Any  # an event on CUDA, None where there is nothing to wait for
+
+
 class Sequential:
     """No streams: the models run in turn on the calling thread (the CPU)."""
 
@@ -54,7 +67,8 @@ class Sequential:
         return None
 
     def wait(self, waiter: Any, producer: Any) -> None:
-        """Work queued on ``waiter`` from now on runs after what is queued on ``producer``."""
+        """Work queued on ``waiter`` from now on runs after what is queued on ``producer`` (a
+        stream), or after ``producer`` (an upload's ``ready``) has happened."""
 
     def use(self, stream: Any) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -65,9 +79,16 @@ class Sequential:
     def timer(self, stream: Any) -> Timer:
         return Timer()
 
-    def upload(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """The arrays as tensors on the device, in one copy where there is a copy to make."""
-        return [torch.from_numpy(a) for a in arrays]
+    def synchronize(self) -> None:
+        """Wait until every stream is idle (start-up timing only; never in a batch)."""
+
+    def upload(self, arrays: Sequence[np.ndarray]) -> Upload:
+        """The arrays as tensors on the device, packed into one buffer (here the host's: the same
+        layout as CUDA's, one allocation per batch)."""
+        offsets, total = layout(arrays)
+        buffer = torch.empty(max(total, ALIGN), dtype=torch.uint8)
+        pack(arrays, offsets, buffer)
+        return Upload(unpack(buffer, arrays, offsets), buffer, None)
 
     def download(self, tensor: torch.Tensor) -> np.ndarray:
         """The batch's one device-to-host copy; returns only when the data is on the host."""
@@ -75,27 +96,29 @@ class Sequential:
 
 
 class _EventTimer(Timer):
-    """GPU time between two events on one stream, summed over a batch's calls. Streams overlap,
-    so per-model GPU times may add up to more than the batch took."""
+    """GPU time of one stream over a batch: from an event before its first timed call to one
+    after its last (the end event is re-recorded after each call: two events per batch, not two
+    per call, which host time under many small calls would feel). Streams overlap, so per-model
+    GPU times may add up to more than the batch took."""
 
     def __init__(self, stream: torch.cuda.Stream):
         super().__init__()
         self.stream = stream
-        self.spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._begin: torch.cuda.Event | None = None
+        self._end = torch.cuda.Event(enable_timing=True)
 
     def __enter__(self) -> None:
-        self._begin = torch.cuda.Event(enable_timing=True)
-        self._begin.record(self.stream)
+        if self._begin is None:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._begin.record(self.stream)
 
     def __exit__(self, *exc: object) -> None:
-        end = torch.cuda.Event(enable_timing=True)
-        end.record(self.stream)
-        assert self._begin is not None
-        self.spans.append((self._begin, end))
+        self._end.record(self.stream)
 
     def seconds(self) -> float:
-        return sum(a.elapsed_time(b) for a, b in self.spans) / 1000.0
+        if self._begin is None:
+            return 0.0
+        return self._begin.elapsed_time(self._end) / 1000.0
 
 
 class _Pinned:
@@ -122,12 +145,15 @@ class _Pinned:
 
 class CudaStreams(Sequential):
     """CUDA: one stream per model (``per_model=False``: every model on the current stream, the
-    gpu_check's one-stream baseline), inputs staged through one pinned buffer."""
+    gpu_check's one-stream baseline), inputs staged through two pinned buffers in turn and
+    uploaded on a copy stream."""
 
     def __init__(self, device: torch.device, per_model: bool = True):
         self.device = device
         self.per_model = per_model
-        self._inputs = _Pinned()
+        self.copy = torch.cuda.Stream(device)
+        self._inputs = (_Pinned(), _Pinned())
+        self._turn = 0
         self._outputs = _Pinned()
 
     def new_stream(self) -> torch.cuda.Stream:
@@ -137,8 +163,13 @@ class CudaStreams(Sequential):
         return torch.cuda.current_stream(self.device)
 
     def wait(self, waiter: Any, producer: Any) -> None:
-        if waiter != producer:
+        if isinstance(producer, torch.cuda.Event):
+            waiter.wait_event(producer)
+        elif producer is not None and waiter != producer:
             waiter.wait_stream(producer)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
 
     def use(self, stream: Any) -> AbstractContextManager[None]:
         return torch.cuda.stream(stream)
@@ -149,15 +180,20 @@ class CudaStreams(Sequential):
     def timer(self, stream: Any) -> Timer:
         return _EventTimer(stream)
 
-    def upload(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """Every array into one pinned buffer, one asynchronous copy on the current stream
-        (``torch.tensor(list, device=cuda)`` would be a blocking copy per tensor)."""
+    def upload(self, arrays: Sequence[np.ndarray]) -> Upload:
+        """Every array into a pinned buffer, one asynchronous copy on the copy stream
+        (``torch.tensor(list, device=cuda)`` would be a blocking copy per tensor). The device
+        buffer is allocated on the copy stream; each reader ``keep``s it."""
         offsets, total = layout(arrays)
-        host = self._inputs.take(total)
+        pinned = self._inputs[self._turn]
+        self._turn ^= 1
+        host = pinned.take(max(total, ALIGN))
         pack(arrays, offsets, host)
-        device = host.to(self.device, non_blocking=True)
-        self._inputs.used_by(self.current())
-        return unpack(device, arrays, offsets)
+        with torch.cuda.stream(self.copy):
+            device = host.to(self.device, non_blocking=True)
+        pinned.used_by(self.copy)
+        assert pinned.event is not None
+        return Upload(unpack(device, arrays, offsets), device, pinned.event)
 
     def download(self, tensor: torch.Tensor) -> np.ndarray:
         flat = tensor.reshape(-1)

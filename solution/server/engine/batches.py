@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from solution.server.compute.batch import BatchComputer
 from solution.server.compute.scoring import Answers, Scorable
@@ -29,6 +29,8 @@ class BatchReport:
     model_gpu_seconds: dict[str, float]  # per model; on a GPU they overlap (one stream each)
     failed_texts: int = 0
     warmup: bool = False
+    calls_by_path: Counter[str] = field(default_factory=Counter)  # "graph"/"eager": model calls
+    gpu_busy_s: float = 0.0  # the runner's GPU span, summed over the batch's runs (RunOutput)
 
 
 def run_batch(
@@ -60,5 +62,7 @@ def run_batch(
         model_gpu_seconds=dict(zip([m.key for m in models], computed.gpu_seconds, strict=True)),
         failed_texts=sum(isinstance(o, ServiceError) for _, o in outcomes),
         warmup=batch.warmup,
+        calls_by_path=computed.calls_by_path,
+        gpu_busy_s=computed.gpu_busy_s,
     )
     return outcomes, report

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from solution.server.compute.batch import BatchComputer
+from solution.server.compute.planning import Buckets
 from solution.server.compute.runner import RunOutput
 from solution.server.errors import ModelFailure
 
@@ -31,6 +32,7 @@ class FakeRunner:
         self.max_labels = 2
         self.error = error or RuntimeError("simulated model failure")
         self.calls: list[int] = []
+        self.buckets = Buckets()  # no graphs: the planner's micro-batches
 
     def run(self, work, n_rows):
         self.calls.append(n_rows)
@@ -43,7 +45,10 @@ class FakeRunner:
                 for row, seq in zip(call.rows, ids, strict=True):
                     for m in family.members:
                         logits[m, row] = [seq.sum(), m]
-        return RunOutput(logits, [0.5, 0.25], 0.0, (2, 2))
+        # every run: one call replayed, two eager, 1/8 s of GPU time (made up, to be summed)
+        out = RunOutput(logits, [0.5, 0.25], 0.0, (2, 2))
+        out.graph_calls, out.eager_calls, out.gpu_busy_s = 1, 2, 0.125
+        return out
 
 
 def computer(runner: FakeRunner) -> BatchComputer:
@@ -70,6 +75,7 @@ def test_a_failing_row_fails_alone_after_halving_and_the_rest_are_answered():
     assert out.logits[0, [0, 1, 3], 0].tolist() == [1.0, 2.0, 4.0]
     assert runner.calls == [4, 2, 2, 1, 1]  # whole, halves, then the failing half's rows alone
     assert out.gpu_seconds == [1.0, 0.5]  # summed over the two runs that succeeded
+    assert out.calls_by_path == {"graph": 2, "eager": 4} and out.gpu_busy_s == 0.25
 
 
 def test_a_fatal_device_error_is_raised_not_retried():

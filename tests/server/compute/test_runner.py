@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from solution.server.compute import planning
+from solution.server.compute import runner as runner_module
 from solution.server.compute.buckets import BucketGrid
 from solution.server.compute.families import Family, group_families
 from solution.server.compute.graphs import capture_eager
@@ -65,9 +66,14 @@ def alone(model: LoadedModel, text: str) -> torch.Tensor:
     return logits
 
 
-def plan_all(families: list[Family], texts: list[str], max_texts: int = 3) -> planning.Plan:
+def plan_all(
+    families: list[Family],
+    texts: list[str],
+    max_texts: int = 3,
+    buckets: planning.Buckets | None = None,
+) -> planning.Plan:
     ids = [f.encode(texts) for f in families]
-    return planning.plan(ids, families, range(len(texts)), 64, max_texts)
+    return planning.plan(ids, families, range(len(texts)), 64, max_texts, buckets=buckets)
 
 
 def assert_matches_alone(models: list[LoadedModel], out: RunOutput, texts: list[str]) -> None:
@@ -97,7 +103,7 @@ def test_member_subsets_compute_only_their_rows(models, families):
     second = planning.plan(ids, [xlmr], [3, 4], 64, 8).work[0]
     a, b = xlmr.members[0], xlmr.members[1]
     for call in second.calls:
-        call.rows = [r + 3 for r in call.rows]  # rows 3, 4 of the batch
+        call.rows = call.rows + 3  # rows 3, 4 of the batch
     work = [FamilyWork([a], first.calls), FamilyWork([a, b], second.calls)]
     out = Runner(models, CPU).run(work, 5)
     for row in range(5):
@@ -206,16 +212,24 @@ def test_graph_path_gives_the_logits_of_each_text_alone_on_the_models_own_stream
     assert report["graphs_per_model"] == len(SMALL_GRID.shapes(2, 64)) > 0
     replays: list[Any] = []
     counting_replays(runner, replays, ops)
-    plan = plan_all(families, TEXTS, max_texts=2)
+    plan = plan_all(families, TEXTS, max_texts=2, buckets=runner.buckets)
     out = runner.run(plan.work, len(TEXTS))
     assert_matches_alone(models, out, TEXTS)
     shapes = [shape for m, shape, _ in replays if m == 0]
     assert len(set(shapes)) < len(shapes)  # a bucket replayed twice
     assert all(stream == runner.streams[m] for m, _, stream in replays)
-    # the long text ran eager, every other call in a graph
+    # the long text ran eager, every other call in a graph: and so they are counted
     calls = [(c, len(w.members)) for w in plan.work for c in w.calls]
-    in_graphs = sum(n for c, n in calls if c.input_ids.shape[1] <= 64)
-    assert len(replays) == in_graphs < sum(n for _, n in calls)
+    in_graphs = sum(n for c, n in calls if c.bucket is not None)
+    assert [c.real_rows for c, _ in calls if c.bucket is None] == [1, 1]  # per family
+    assert len(replays) == in_graphs == out.graph_calls
+    assert out.eager_calls == sum(n for c, n in calls if c.bucket is None) == len(models)
+    # a plan made without the buckets runs eager on the same runner
+    eager_work = plan_all(families, TEXTS, max_texts=2).work
+    eager = runner.run(eager_work, len(TEXTS))
+    assert eager.graph_calls == 0
+    assert eager.eager_calls == sum(len(w.members) * len(w.calls) for w in eager_work)
+    np.testing.assert_allclose(eager.logits, out.logits, rtol=1e-5, atol=1e-5)
 
 
 class ScalarReads(TorchDispatchMode):
@@ -242,8 +256,9 @@ def test_a_batch_reads_nothing_back_before_its_one_copy(models, families):
     assert reads.seen == []
     # the probe does see the sync a 2D mask costs (transformers' `padding_mask.all()`)
     call = work[0].calls[0]
+    ids, mask = torch.from_numpy(call.input_ids), torch.from_numpy(call.attention_mask)
     with torch.inference_mode(), ScalarReads() as reads:
-        models[0].model(input_ids=call.input_ids, attention_mask=call.attention_mask)
+        models[0].model(input_ids=ids, attention_mask=mask.long())
     assert "aten.is_nonzero.default" in reads.seen
 
 
@@ -251,7 +266,8 @@ def test_a_batch_reads_nothing_back_before_its_one_copy(models, families):
 def test_the_4d_boolean_mask_gives_the_logits_of_the_2d_one(models, families, index):
     family = next(f for f in families if index in f.members)
     call = planning.plan([family.encode(TEXTS)], [family], range(len(TEXTS)), 4096, 16)
-    ids, mask = call.work[0].calls[0].input_ids, call.work[0].calls[0].attention_mask
+    first = call.work[0].calls[0]
+    ids, mask = torch.from_numpy(first.input_ids), torch.from_numpy(first.attention_mask).long()
     assert (mask == 0).any()  # padding to mask
     model = models[index].model
     with torch.inference_mode():
@@ -322,3 +338,46 @@ def test_a_fatal_error_is_found_behind_a_wrapper():
             raise ValueError("batch failed") from inner
     except ValueError as outer:
         assert is_fatal_device_error(outer)
+
+
+def test_the_next_batch_staged_while_one_is_launched_gives_both_their_own_results(models, families):
+    """The engine's pipelined order: launch a batch, stage the next, collect the first. Each
+    batch's inputs live in their own buffer; the results match each text alone."""
+    runner = Runner(models, CPU)
+    runner.prepare("on", max_rows=2, max_length=64, grid=SMALL_GRID, capture=capture_eager)
+    first, second = TEXTS[:4], TEXTS[4:]
+    plans = [plan_all(families, t, max_texts=2, buckets=runner.buckets) for t in (first, second)]
+    launched = runner.launch(runner.stage(plans[0].work, len(first)))
+    staged = runner.stage(plans[1].work, len(second))
+    out_first = runner.collect(launched)
+    out_second = runner.collect(runner.launch(staged))
+    assert_matches_alone(models, out_first, first)
+    assert_matches_alone(models, out_second, second)
+    for out, plan in zip((out_first, out_second), plans, strict=True):
+        calls = [(c, len(w.members)) for w in plan.work for c in w.calls]
+        assert out.graph_calls == sum(n for c, n in calls if c.bucket is not None) > 0
+        assert out.eager_calls == sum(n for c, n in calls if c.bucket is None)
+    assert out_first.stage_s > 0 and out_first.gpu_busy_s > 0
+
+
+def test_start_up_can_time_the_buckets_for_a_measured_cost_table(models, monkeypatch):
+    runner = Runner(models, CPU)
+    monkeypatch.setattr(runner_module, "COST_TIME_BUDGET_S", 600.0)
+    report = runner.prepare(
+        "on", max_rows=2, max_length=64, grid=SMALL_GRID, capture=capture_eager, measure=True
+    )
+    costs = runner.buckets.costs
+    assert costs.measured and set(costs.replay_s) == set(runner.shapes)
+    assert report["costs"]["measured"] is True
+    assert report["costs"]["timed_shapes"] == len(runner.shapes)
+    # a spent budget still times one shape; the others come from the line
+    monkeypatch.setattr(runner_module, "COST_TIME_BUDGET_S", 0.0)
+    report = runner.prepare(
+        "on", max_rows=2, max_length=64, grid=SMALL_GRID, capture=capture_eager, measure=True
+    )
+    assert report["costs"]["timed_shapes"] == 1 and runner.buckets.costs.measured
+    assert set(runner.buckets.costs.replay_s) == set(runner.shapes)
+    # without measuring (the CPU's default), the default table, and no time spent on it
+    report = runner.prepare("on", max_rows=2, max_length=64, grid=SMALL_GRID, capture=capture_eager)
+    assert not runner.buckets.costs.measured and report["costs"]["measured"] is False
+    assert "timed_shapes" not in report["costs"]

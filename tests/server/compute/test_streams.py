@@ -30,11 +30,16 @@ def test_arrays_packed_into_one_buffer_come_back_as_views_of_their_own_shape_and
         np.testing.assert_array_equal(view.numpy(), array)
 
 
-def test_sequential_upload_and_download_make_no_copy_on_the_way_in():
+def test_sequential_upload_packs_like_cuda_and_download_copies_out():
+    """The CPU runs the CUDA path's packing (one buffer, views of it): every CPU test covers it."""
     ops = Sequential()
     ids = np.arange(6, dtype=np.int64).reshape(2, 3)
-    [tensor] = ops.upload([ids])
-    assert tensor.numpy().base is ids or np.shares_memory(tensor.numpy(), ids)
-    out = ops.download(tensor)
-    assert not np.shares_memory(out, ids)  # the host result outlives the batch's buffers
+    mask = np.array([[True, False, True], [True, True, False]])
+    upload = ops.upload([ids, mask])
+    assert upload.ready is None  # nothing to wait for on the CPU
+    for tensor, array in zip(upload.tensors, [ids, mask], strict=True):
+        assert tensor.untyped_storage().data_ptr() == upload.buffer.untyped_storage().data_ptr()
+        np.testing.assert_array_equal(tensor.numpy(), array)
+    out = ops.download(upload.tensors[0])
+    assert not np.shares_memory(out, upload.tensors[0].numpy())  # outlives the batch's buffer
     np.testing.assert_array_equal(out, ids)
