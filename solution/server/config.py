@@ -59,7 +59,9 @@ class Settings:
     max_batch_texts: int = _f(128, "most texts one batch may hold")
     max_batch_tokens: int = _f(16384, "token budget of one batch (sum of real tokens)")
     micro_batch_tokens: int = _f(
-        0, "padded tokens per forward call (0 = auto: 1024 on cpu, 4096 on cuda)"
+        0,
+        "padded tokens per eager forward call (0 = auto: 1024 on cpu, 4096 on cuda); calls "
+        "replayed from CUDA graphs are cut to the captured buckets instead",
     )
     max_wait_ms: float = _f(0.0, "extra wait to grow a batch under load; 0 = take what is queued")
     max_text_tokens: int = _f(512, "tokens kept per text (models accept at most 512)")
