@@ -107,7 +107,12 @@ class App:
         # say "not yet", and requests get 503 / UNAVAILABLE instead of connection refused.
         routes = Routes(self.service, self.metrics.render)
         if s.enable_http:
-            self.http_state = http.ServerState(s, routes, on_response=self._observe_http)
+            self.http_state = http.ServerState(
+                s,
+                routes,
+                on_response=self._observe_http,
+                client_closed=self.service.client_closed,
+            )
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
         if s.enable_grpc:
             self.grpc = GrpcFrontend(self.service, s)

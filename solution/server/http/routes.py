@@ -197,7 +197,11 @@ class Routes:
     async def process(self, request: Request) -> Response:
         texts, single, options = decode_request(request.body)
         results = await self.service.classify(
-            texts, deadline=request.deadline, protocol="http", options=options
+            texts,
+            deadline=request.deadline,
+            protocol="http",
+            options=options,
+            client=request.client,
         )
         return Response(200, orjson.dumps(results[0] if single else results))
 

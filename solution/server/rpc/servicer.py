@@ -28,7 +28,14 @@ from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.server.compute.scoring import Result
 from solution.server.config import Settings
 from solution.server.engine.options import SINGLE, Options
-from solution.server.engine.service import OTHER_ROUTE, Observe, Service
+from solution.server.engine.service import (
+    CLIENT_ID_KEY,
+    OTHER_ROUTE,
+    Client,
+    Observe,
+    Service,
+    client_key,
+)
 from solution.server.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -106,8 +113,12 @@ class ClassifierHandlers:
         # A little early (DEADLINE_SLACK_S), so that the engine, not the client's cancel, ends it.
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining - DEADLINE_SLACK_S
+        client_id = next(
+            (v for k, v in context.invocation_metadata() or () if k == CLIENT_ID_KEY), None
+        )
+        client = Client(client_key(context.peer(), client_id))
         return await self.service.classify(
-            texts, deadline=deadline, protocol="grpc", options=options
+            texts, deadline=deadline, protocol="grpc", options=options, client=client
         )
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:

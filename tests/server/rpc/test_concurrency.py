@@ -45,6 +45,7 @@ class InstantEngine:
         deadline: float | None = None,
         options: object = None,
         origin: str = "",
+        client: object = None,
     ) -> list[dict[str, Prediction]]:
         if any(t.startswith("refuse") for t in texts):
             raise Overloaded("queue full; retry later")
