@@ -66,9 +66,10 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def light_loop(
-    call: Callable[[], Awaitable[str]], light: Light, until: asyncio.Event
-) -> None:
+Call = Callable[[], Awaitable[str]]  # one light-client request; returns its status
+
+
+async def light_loop(call: Call, light: Light, until: asyncio.Event) -> None:
     """One call at a time, with a short pause, until ``until`` is set."""
     while not until.is_set():
         started = time.perf_counter()
@@ -164,9 +165,8 @@ async def grpc_flood(target: str, n: int, batch: bool = False, seed: int = 0) ->
     done = asyncio.Event()
     try:
         started = time.perf_counter()
-        light = asyncio.ensure_future(
-            light_loop(grpc_light_call(light_channel), result.light, done)
-        )
+        light_call = grpc_light_call(light_channel)
+        light = asyncio.ensure_future(light_loop(light_call, result.light, done))
         await asyncio.gather(*(one(i, d) for i, d in enumerate(payloads)))
         result.wall_s = time.perf_counter() - started
         done.set()
@@ -284,3 +284,78 @@ async def gone_clients(host: str, port: int, seconds: float, clients: int = 2) -
     done.set()
     await asyncio.gather(*tasks)
     return live
+
+
+# ---- the targets of issue 20 ---------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    figure: str
+    met: bool
+    correct: bool = True  # False: a correctness failure (a lost or unmarked call), not speed
+
+
+def light_bound(idle: Light) -> float:
+    """The light client's p99 bound beside a flood: 5x its idle p99 plus 0.2 s (issue 20)."""
+    return 5 * idle.p99() + 0.2
+
+
+async def fairness(
+    host: str, http_port: int, grpc_target: str, grpc_calls: int, seconds: float
+) -> list[Target]:
+    """Every flood of issue 20 beside its light client, judged against the targets."""
+    targets = []
+    grpc_idle = await grpc_idle_latency(grpc_target)
+    http_idle = await http_idle_latency(host, http_port)
+    bound = light_bound(grpc_idle)
+    for batch in (False, True):
+        flood = await grpc_flood(grpc_target, grpc_calls, batch=batch)
+        kind = f"gRPC {'ClassifyBatch x16' if batch else 'Classify'} flood"
+        refused_p99 = quantile(flood.refused_seconds, 0.99)
+        targets.append(
+            Target(
+                f"{kind}: {grpc_calls} calls over {CONNECTIONS} connections",
+                f"{dict(flood.statuses)}, unmarked {flood.unmarked}, refusals p50 / p99 "
+                f"{quantile(flood.refused_seconds, 0.5):.2f} / {refused_p99:.2f} s "
+                f"(target p99 < 1 s), OK p99 {quantile(flood.ok_seconds, 0.99):.2f} s, "
+                f"{flood.wall_s:.1f} s in all",
+                flood.clean and not refused_p99 >= 1.0,  # nan (no refusal) passes
+                flood.clean,
+            )
+        )
+        targets.append(_light(f"{kind}: light client", flood.light, grpc_idle, bound))
+    http = await http_flood(host, http_port, seconds)
+    targets.append(
+        _light(
+            f"HTTP flood ({CONNECTIONS} connections x {PIPELINED} pipelined): light client",
+            http.light,
+            http_idle,
+            light_bound(http_idle),
+            f"; flood answered {dict(http.statuses)}",
+        )
+    )
+    idle_rate = 1 / (quantile(http_idle.seconds, 0.5) + LIGHT_PAUSE_S)
+    live = await gone_clients(host, http_port, seconds)
+    rate, worst = live.rate(seconds), max(live.seconds, default=float("nan"))
+    targets.append(
+        Target(
+            f"2 clients sending {GONE_TEXTS} texts and closing every {GONE_EVERY_S} s: live client",
+            f"{dict(live.statuses)}, {rate:.1f}/s (idle {idle_rate:.1f}/s, target >= half), "
+            f"worst {worst:.2f} s (target <= 1 s)",
+            live.all_ok and rate >= idle_rate / 2 and worst <= 1.0,
+            live.all_ok,
+        )
+    )
+    return targets
+
+
+def _light(name: str, light: Light, idle: Light, bound: float, extra: str = "") -> Target:
+    return Target(
+        name,
+        f"{dict(light.statuses)}, p99 {light.p99():.2f} s (idle p99 {idle.p99():.3f} s, "
+        f"target <= {bound:.2f} s){extra}",
+        light.all_ok and light.p99() <= bound,
+        light.all_ok,
+    )

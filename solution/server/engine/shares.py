@@ -69,7 +69,8 @@ def make_room(
     waiting: Queue, by_client: Mapping[str, Queue], client: Client, size: int, need: int
 ) -> list[Submission]:
     """The submissions to shed so that ``need`` more texts fit: closed connections' first, then
-    the newest of whichever client holds most while it holds more than ``client`` would.
+    the newest of whichever client holds most, while it holds more than ``client`` would and
+    still as much without the submission shed (one huge submission is not shed for a small one).
     Raises ``Overloaded`` (and sheds nothing) when that cannot free enough."""
     refused = Overloaded(f"queue full ({len(waiting)} texts waiting); retry later")
     if client.closed:
@@ -96,14 +97,15 @@ def make_room(
             raise refused
         for e in newest[key]:  # its newest submission not yet planned
             if id(e.submission) not in seen and not e.submission.client.closed:
-                seen.add(id(e.submission))
-                plan.append(e.submission)
-                freed = sheddable(e.submission)
-                held[key] -= sum(1 for x in e.submission.entries if x in waiting)
-                need -= freed
                 break
         else:
             raise refused
+        held[key] -= sum(1 for x in e.submission.entries if x in waiting)
+        if held[key] < mine:  # shedding it would make the heavy client the lighter one
+            raise refused
+        seen.add(id(e.submission))
+        plan.append(e.submission)
+        need -= sheddable(e.submission)
     return plan
 
 

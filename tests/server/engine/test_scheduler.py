@@ -408,6 +408,14 @@ def test_a_client_holding_no_more_than_the_newcomer_would_is_not_shed():
     assert s.waiting_texts == 10 and not s.dropped
 
 
+def test_one_request_is_not_shed_when_that_would_leave_its_client_the_lighter_one():
+    s = make()
+    admit(s, *"abcdefghij", client=Client("heavy"))
+    with pytest.raises(Overloaded):  # shedding all ten for one text would turn the tables
+        s.admit(Submission(1, client=Client("light")), ["l"])
+    assert s.waiting_texts == 10 and not s.dropped
+
+
 def test_shedding_is_all_or_nothing():
     s = make()
     heavy = Client("heavy")
