@@ -197,24 +197,30 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def http_light_call(host: str, port: int) -> Callable[[], Awaitable[str]]:
-    reader, writer = await asyncio.open_connection(host, port)
-    request = http_post(b'"a light client\'s request"')
+class HttpLight:
+    """The light client's keep-alive connection: one request at a time."""
 
-    async def one() -> str:
-        writer.write(request)
-        return str(await read_response(reader))
+    async def open(self, host: str, port: int) -> HttpLight:
+        self.reader, self.writer = await asyncio.open_connection(host, port)
+        return self
 
-    return one
+    async def __call__(self) -> str:
+        self.writer.write(http_post(b'"a light client\'s request"'))
+        return str(await read_response(self.reader))
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
 
 
 async def http_idle_latency(host: str, port: int, calls: int = 20) -> Light:
     light = Light()
-    one = await http_light_call(host, port)
+    one = await HttpLight().open(host, port)
     for _ in range(calls):
         started = time.perf_counter()
         light.statuses[await one()] += 1
         light.seconds.append(time.perf_counter() - started)
+    await one.close()
     return light
 
 
@@ -250,7 +256,7 @@ async def http_flood(host: str, port: int, seconds: float, seed: int = 0) -> Htt
         finally:
             writer.close()
 
-    light = await http_light_call(host, port)
+    light = await HttpLight().open(host, port)
     started = time.perf_counter()
     flood = [asyncio.ensure_future(connection(c)) for c in range(CONNECTIONS)]
     light_task = asyncio.ensure_future(light_loop(light, result.light, done))
@@ -258,6 +264,7 @@ async def http_flood(host: str, port: int, seconds: float, seed: int = 0) -> Htt
     done.set()
     await asyncio.gather(*flood, light_task)
     result.wall_s = time.perf_counter() - started
+    await light.close()
     return result
 
 
@@ -277,12 +284,13 @@ async def gone_clients(host: str, port: int, seconds: float, clients: int = 2) -
             await asyncio.sleep(GONE_EVERY_S)
 
     live = Light()
-    one = await http_light_call(host, port)
+    one = await HttpLight().open(host, port)
     tasks = [asyncio.ensure_future(gone()) for _ in range(clients)]
     tasks.append(asyncio.ensure_future(light_loop(one, live, done)))
     await asyncio.sleep(seconds)
     done.set()
     await asyncio.gather(*tasks)
+    await one.close()
     return live
 
 
