@@ -1,8 +1,7 @@
 """HTTP/1.1 front-end: one asyncio Protocol per connection, around three I/O-free parts.
 
 - ``reader.RequestReader``: bytes in, complete requests or one terminal error out;
-- ``pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined``
-  handlers at once;
+- ``pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined`` at once;
 - ``flow.FlowControl``: reading pauses while the pipeline is full or the client does not
   read its answers.
 
@@ -14,9 +13,8 @@ is busy or has paused reading), and how a connection ends:
 - an error (400, 408, 413, 431, 501, 505, 503 at the connection limit) is answered after every
   request received before it, with ``Connection: close``, then a lingering close;
 - a half-close (EOF) after complete requests: they are answered, then the connection closes;
-  a FIN may also be a client that has closed for good (not known until an answer is written),
-  so its requests still waiting become the lowest class (``ServerState.client_closed``): served
-  after every live client's, shed first;
+  a FIN may also be a client gone for good (unknown until an answer is written), so its waiting
+  requests become the lowest class (``ServerState.client_closed``): served last, shed first;
 - the client leaving (the connection lost) cancels its handlers (the engine drops their texts);
 - drain (``ServerState.drain``): every request already received is answered, the last one
   with ``Connection: close``, and the connection closes between requests; one idle when the
@@ -29,7 +27,6 @@ written, or 499 when the client left before its answer.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
@@ -38,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from solution.server.config import Settings
-from solution.server.engine.service import CLIENT_ID_KEY, Client, client_key
+from solution.server.engine.service import Client
+from solution.server.http.clients import ConnectionClients
 from solution.server.http.flow import PIPELINE, WRITE, FlowControl
 from solution.server.http.messages import (
     CLIENT_GONE,
@@ -75,11 +73,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 # After the last answer, how long input is drained before the socket closes: enough for a
 # client on a slow link to read a short error; short enough that a hostile one holds no slot.
 LINGER_S = 2.0
-
-# Distinct client ids one connection may name (Client-Id); later ones count as the connection's.
-MAX_CLIENT_IDS = 8
-_CLIENT_ID_HEADER = CLIENT_ID_KEY.encode()
-_connection_numbers = itertools.count(1)
 
 # On drain, how long an idle connection stays open for a request its client may already have
 # sent: a client sending back to back writes its next request the moment it reads an answer,
@@ -150,8 +143,8 @@ class HttpProtocol(asyncio.Protocol):
         self.draining = state.draining  # close between requests (after DRAIN_IDLE_S idle)
         self.drain_started = 0.0
         self.client_done = False  # the client half-closed: answer what came, then close
-        self.client = Client(client_key(str(next(_connection_numbers)), None))
-        self.named: dict[bytes, Client] = {}  # Client-Id value -> its client on this connection
+        self.clients = ConnectionClients()  # who its requests count for in fair share
+        self.client = self.clients.own
         self.closing = False  # the last answer is written; input is only drained now
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
@@ -193,7 +186,7 @@ class HttpProtocol(asyncio.Protocol):
             return True
         self.client_done = True
         if self.pipeline and self.state.client_closed is not None:
-            for client in (self.client, *self.named.values()):
+            for client in self.clients:
                 self.state.client_closed(client)
         for error in self.reader.eof():
             self._add_error(error)
@@ -222,25 +215,13 @@ class HttpProtocol(asyncio.Protocol):
     # ---- requests in ------------------------------------------------------------------------
 
     def _add_request(self, request: Request, now: float) -> None:
-        request.client = self._client_of(request)
+        request.client = self.clients.of(request.headers)
         self.pipeline.add(Exchange(request, now, request.keep_alive))
         exchange = self.pipeline.next_to_start()  # only the new one can have become startable
         if exchange is not None:
             exchange.task = self.loop.create_task(self._run(exchange))
         if len(self.pipeline) >= self.settings.max_pipelined:
             self.flow.pause(PIPELINE)
-
-    def _client_of(self, request: Request) -> Client:
-        """The connection's client, or the one its ``Client-Id`` header names."""
-        named = next((v for k, v in request.headers if k == _CLIENT_ID_HEADER), None)
-        if not named:
-            return self.client
-        client = self.named.get(named)
-        if client is None:
-            if len(self.named) >= MAX_CLIENT_IDS:
-                return self.client
-            client = self.named[named] = Client(client_key("", named), self.client.closed)
-        return client
 
     def _add_error(self, error: RequestError) -> None:
         self.pipeline.add(Exchange(error.head, error.started, False, error.response()))

@@ -319,7 +319,7 @@ class RequestReader:
         if self._size_line == "ended":  # checked once: trailers may follow the last chunk's line
             recent = recent.removesuffix(b"\n").removesuffix(b"\r")
             self._size_line = None
-        before, newline, line = recent.rpartition(b"\n")
+        _, newline, line = recent.rpartition(b"\n")
         digits = _HEX.match(line)
         if not newline or digits is None:
             return  # the line began before the bytes kept, or holds no size yet
