@@ -25,7 +25,7 @@ from solution.server.engine.service import Service
 from solution.server.http import protocol as http
 from solution.server.http.routes import Routes
 from solution.server.metrics import Metrics
-from solution.server.rpc.servicer import GrpcFrontend
+from solution.server.rpc.servicer import STOP_GRACE_S, GrpcFrontend
 
 log = logging.getLogger("solution.server")
 
@@ -164,7 +164,8 @@ class App:
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
         if self.grpc is not None:
-            await self.grpc.stop()  # every RPC has its answer by now
+            # the calls grpc's core still holds reach a handler (refused) within what is left
+            await self.grpc.stop(settle_s=max(grace_ends - loop.time(), STOP_GRACE_S))
         log.info("shutdown complete", extra={"all_answered": finished})
         self.stopped.set()
 
