@@ -25,7 +25,7 @@ from solution.server.engine.service import Service
 from solution.server.http import protocol as http
 from solution.server.http.routes import Routes
 from solution.server.metrics import Metrics
-from solution.server.rpc.servicer import GrpcFrontend
+from solution.server.rpc.servicer import STOP_GRACE_S, GrpcFrontend
 
 log = logging.getLogger("solution.server")
 
@@ -107,7 +107,12 @@ class App:
         # say "not yet", and requests get 503 / UNAVAILABLE instead of connection refused.
         routes = Routes(self.service, self.metrics.render)
         if s.enable_http:
-            self.http_state = http.ServerState(s, routes, on_response=self._observe_http)
+            self.http_state = http.ServerState(
+                s,
+                routes,
+                on_response=self._observe_http,
+                client_closed=self.service.client_closed,
+            )
             self.servers.append(await http.serve(self.http_state, s.host, s.http_port))
         if s.enable_grpc:
             self.grpc = GrpcFrontend(self.service, s)
@@ -159,7 +164,8 @@ class App:
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
         if self.grpc is not None:
-            await self.grpc.stop()  # every RPC has its answer by now
+            # the calls grpc's core still holds reach a handler (refused) within what is left
+            await self.grpc.stop(settle_s=max(grace_ends - loop.time(), STOP_GRACE_S))
         log.info("shutdown complete", extra={"all_answered": finished})
         self.stopped.set()
 

@@ -126,6 +126,15 @@ class _EngineCollector(Collector):
             "Texts admitted and waiting for a batch (what CLS_QUEUE_TEXTS limits)",
             value=now.waiting_texts,
         )
+        by_class = GaugeMetricFamily(
+            "classifier_queue_class_texts",
+            "Waiting texts by class: live clients', and closed connections' (served last, shed "
+            "first)",
+            labels=["class"],
+        )
+        for name, count in sorted(now.waiting_by_class.items()):
+            by_class.add_metric([name], count)
+        yield by_class
         yield GaugeMetricFamily(
             "classifier_computing_texts",
             "Texts in the batch being computed",

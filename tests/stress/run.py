@@ -38,6 +38,7 @@ import uvloop
 from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
 from tests.live_server import Server, request, rss_kib
+from tests.stress.floods import Target, fairness
 from tests.stress.hostile import Case, cases
 from tests.stress.hostile_grpc import CLASSIFY, GrpcCase, flood_cases, grpc_cases
 
@@ -287,6 +288,7 @@ def stress(
     grpc_n: int = 0,
     grpc_target: str | None = None,
     grpc_flood: int = 0,
+    fair_seconds: float = 0.0,
 ) -> tuple[Tally, dict[str, object]]:
     """Run the cases; returns the tally and a summary (server alive, RSS, follow-up request)."""
     tally = Tally()
@@ -312,9 +314,15 @@ def stress(
         for connections in FLOOD_CONNECTIONS if grpc_flood and grpc_target else ():
             flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
             summary.update(uvloop.run(flood))
+        if fair_seconds and grpc_target:
+            if server:
+                summary["rss_before_floods_kib"] = rss_kib(server.proc.pid)
+            fair = fairness(host, port, grpc_target, grpc_flood or 1000, fair_seconds)
+            summary["targets"] = uvloop.run(fair)
         summary["seconds"] = round(time.perf_counter() - started, 1)
         if server:
             summary["server_alive"] = server.proc.poll() is None
+            time.sleep(1.0)  # the floods' last answers and closes
             summary["rss_after_kib"] = rss_kib(server.proc.pid)
         status, _ = request(port, "POST", "/process", b'"a normal request afterwards"')
         summary["normal_request_after"] = status
@@ -344,13 +352,22 @@ def report(tally: Tally, summary: dict[str, object]) -> bool:
         *((f"gRPC {k}", v) for k, v in summary.items() if k.startswith("flood")),
         ("seconds", summary.get("seconds")),
     ]
+    targets: list[Target] = summary.get("targets", [])  # type: ignore[assignment]
+    before, after = summary.get("rss_before_floods_kib"), summary.get("rss_after_kib")
+    if isinstance(before, int) and isinstance(after, int):
+        growth = after / before - 1
+        figure = f"{before / 1024:.0f} -> {after / 1024:.0f} MiB ({growth:+.1%}, target within 10%)"
+        targets.append(Target("RSS after the floods", figure, abs(growth) <= 0.10))
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    for t in targets:
+        print(f"{'met' if t.met else 'NOT MET':<7}  {t.name}: {t.figure}")
     print("statuses:", dict(sorted(tally.statuses.items(), key=str)))
     for line in tally.examples:
         print("example:", line)
     return (
-        not tally.violations
+        all(t.correct for t in targets)
+        and not tally.violations
         and not tally.hung
         and not crashed
         and summary.get("normal_request_after") == 200
@@ -373,6 +390,12 @@ def main() -> int:
     parser.add_argument(
         "--grpc-flood", type=int, default=10_000, help="valid Classify calls sent all at once"
     )
+    parser.add_argument(
+        "--fair-seconds",
+        type=float,
+        default=10.0,
+        help="length of the HTTP and gone-client floods beside a light client (0: none)",
+    )
     parser.add_argument("--target", help="host:port of a running server (else one is started)")
     parser.add_argument("--grpc-target", help="host:port of its gRPC front-end")
     parser.add_argument("--standins", type=Path, default=Path(".cache/standins-tiny"))
@@ -387,6 +410,7 @@ def main() -> int:
         args.grpc_cases,
         args.grpc_target,
         args.grpc_flood,
+        args.fair_seconds,
     )
     return 0 if report(tally, summary) else 1
 

@@ -24,6 +24,7 @@ reported to ``on_fatal`` (the app exits non-zero so the orchestrator restarts th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ from solution.server.compute.models import LoadedModel
 from solution.server.compute.runner import HeapTrimmer, Runner
 from solution.server.compute.scoring import Result
 from solution.server.engine.batches import BatchReport, run_batch
+from solution.server.engine.entries import Client
 from solution.server.engine.limits import BatchingLimits
 from solution.server.engine.options import DEFAULT, Options
 from solution.server.engine.scheduler import (
@@ -119,11 +121,9 @@ class Engine:
         """Refuse new work, then wait up to ``grace_s`` for admitted work; True if all finished."""
         with self.lock:
             self.scheduler.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_s)
-            return True
-        except TimeoutError:
-            return False
+        return self._idle.is_set()
 
     def stop(self) -> None:
         """Stop the threads; anything still waiting is answered ``ShuttingDown`` and a batch in
@@ -144,9 +144,10 @@ class Engine:
         deadline: float | None = None,
         options: Options | None = None,
         origin: str = "",
+        client: Client | None = None,
     ) -> list[Result]:
-        """Classify ``texts``; results in input order. ``options`` (checked by the caller with
-        ``Options.check``) name the models to compute and the shape of the answers.
+        """Classify ``texts`` for ``client`` (fair share's key; None: one of its own); results in
+        input order; ``options`` (checked with ``Options.check``): the models, the answers' shape.
 
         Raises what ``Scheduler.admit`` refuses with (``NotReady``, ``ShuttingDown``,
         ``Overloaded``) at once, ``DeadlineExceeded`` when ``deadline`` (``time.monotonic()``)
@@ -160,9 +161,11 @@ class Engine:
         pending = _Pending(future, [None] * len(texts), len(texts), options)
         wanted = None if options.models is None else frozenset(map(self.keys.index, options.models))
         submission = Submission(len(texts), deadline, origin, pending, wanted, options.truncate)
+        submission.client = client or submission.client
         with self.lock:
-            self.scheduler.admit(submission, texts)
+            shed = self.scheduler.admit(submission, texts)
             self.lock.notify_all()
+        self._deliver(shed)  # submissions shed to make room for a lighter client: Overloaded
         self._idle.clear()
         timer = None
         if deadline is not None:
@@ -277,9 +280,8 @@ class Engine:
                 failed = [e for e, outcome in outcomes if isinstance(outcome, ServiceError)]
                 self.scheduler.finish(batch, failed)
                 idle = self.scheduler.waiting_texts == 0
-            # Observers run before delivery, so a batch's report exists by the time any of its
-            # clients has an answer (metrics and tests rely on that). A failing observer costs no
-            # answer.
+            # Observers run before delivery (a batch's report exists once any of its clients has
+            # an answer: metrics and tests rely on it); a failing observer costs no answer.
             for observer in self.observers:
                 try:
                     observer(report)

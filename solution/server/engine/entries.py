@@ -30,6 +30,19 @@ LONG_TEXT_CHARS = 4096
 # waiting cut is held up by a few milliseconds at most.
 TOKENIZE_CHUNK_TEXTS = 256
 TOKENIZE_CHUNK_CHARS = 64 * 1024
+# A batch of texts from closed connections holds at most this share of ``max_batch_texts``: a live
+# client arriving while it computes waits for it, so it is kept to a few milliseconds of work.
+CLOSED_BATCH_SHARE = 16
+
+
+@dataclass(eq=False)
+class Client:
+    """Who sent a request. ``key`` is what fair share counts by (one connection, or one client id
+    shared by several); ``closed`` is set (under the owner's lock) when the connection closed its
+    side, and moves its texts to the lower class."""
+
+    key: str = ""
+    closed: bool = False
 
 
 @dataclass(eq=False)
@@ -43,6 +56,7 @@ class Submission:
     ticket: Any = None
     wanted: frozenset[int] | None = None  # model indices to compute; None: every model
     truncate: bool = True  # False: a text beyond a model's limit is refused, not cut
+    client: Client = field(default_factory=Client)  # who fair share counts it for
     gone: bool = False  # the client left, or another of its texts failed: the rest need no compute
     entries: list[Entry] = field(default_factory=list)  # filled at admission
 
@@ -106,4 +120,5 @@ class Snapshot:
     waiting_texts: int
     computing_texts: int
     dropped: dict[str, int]  # reason -> texts that left without compute
-    refused: dict[str, int]  # reason -> submissions refused at admission
+    refused: dict[str, int]  # reason -> submissions refused at admission (or shed: "shed")
+    waiting_by_class: dict[str, int] = field(default_factory=dict)  # "live"/"closed" -> texts

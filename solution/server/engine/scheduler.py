@@ -18,6 +18,8 @@ Tokenization has two lanes: texts of ordinary length are tokenized in chunks, an
 for those admitted before the compute thread became free (they take milliseconds, and leaving them
 out splits closed-loop clients into alternating batches). Long texts go to their own lane, one at a
 time, and no cut ever waits for them, so one huge text never holds up anybody else's batch.
+
+Fair share between clients, and the lower class of closed connections: ``shares.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from solution.server.compute import batching
+from solution.server.engine import shares
 from solution.server.engine.entries import (
+    CLOSED_BATCH_SHARE,
     LONG_TEXT_CHARS,
     TOKENIZE_CHUNK_CHARS,
     TOKENIZE_CHUNK_TEXTS,
@@ -54,6 +58,10 @@ class Scheduler:
         self.limits = limits
         self.n_families = n_families
         self._waiting: dict[Entry, None] = {}  # queued/tokenizing/tokenized, in arrival order
+        self._by_client: dict[str, dict[Entry, None]] = {}  # the same, per client key
+        # not yet tokenized: what the tokenizers take from, and what a cut may wait for
+        self._queued: dict[Lane, dict[Entry, None]] = {lane: {} for lane in Lane}
+        self._tokenizing: dict[Entry, None] = {}
         self._computing: dict[Entry, None] = {}  # the batch in hand
         self._seq = 0
         self._free_since: float | None = None  # when the compute thread last asked for work
@@ -90,7 +98,13 @@ class Scheduler:
             len(self._computing),
             dict(self.dropped),
             dict(self.refused),
+            self.waiting_by_class(),
         )
+
+    def waiting_by_class(self) -> dict[str, int]:
+        """Waiting texts of live clients and of closed connections (the metrics' queue depth)."""
+        closed = sum(e.submission.client.closed for e in self._waiting)
+        return {"live": len(self._waiting) - closed, "closed": closed}
 
     def states(self) -> list[State]:
         """The waiting entries' states in arrival order."""
@@ -106,32 +120,56 @@ class Scheduler:
         """A drain began: nothing new is admitted; what is queued is still computed."""
         self.accepting = self.ready = False
 
-    def admit(self, submission: Submission, texts: Sequence[str]) -> list[Entry]:
+    def admit(self, submission: Submission, texts: Sequence[str]) -> list[Outcome]:
         """Queue every text of ``submission``, or none. The one admission check of the service:
         ``ShuttingDown`` once closed or stopped, ``NotReady`` before warm-up (which is admitted),
-        ``Overloaded`` when the texts do not fit the queue; each refusal is counted by reason."""
+        ``Overloaded`` when the texts do not fit the queue and no heavier client's (or closed
+        connection's) submissions can make room; each refusal is counted by reason. Returns the
+        shed submissions' answers (one ``Overloaded`` each, counted "shed"), for the owner to
+        deliver."""
         refusal: ServiceError | None = None
+        shed: list[Submission] = []
+        need = len(self._waiting) + len(texts) - self.limits.queue_texts
         if self.stopped or not self.accepting:
             refusal = ShuttingDown("the service is shutting down")
         elif not self.ready and submission.origin != "warmup":
             refusal = NotReady()
-        elif len(self._waiting) + len(texts) > self.limits.queue_texts:
-            refusal = Overloaded(f"queue full ({len(self._waiting)} texts waiting); retry later")
+        elif need > 0:
+            try:
+                shed = shares.make_room(
+                    self._waiting, self._by_client, submission.client, len(texts), need
+                )
+            except Overloaded as exc:
+                refusal = exc
         if refusal is not None:
             reason = {ShuttingDown: "shutting_down", NotReady: "not_ready"}.get(
                 type(refusal), "overloaded"
             )
             self.refused[reason] += 1
             raise refusal
+        outcomes = [self._shed(s) for s in shed]
+        if outcomes:
+            self.refused["shed"] += len(outcomes)
+        queue = self._by_client.setdefault(submission.client.key, {})
         entries = []
         for slot, text in enumerate(texts):
             self._seq += 1
             lane = Lane.LONG if len(text) > LONG_TEXT_CHARS else Lane.SHORT
             entry = Entry(text, submission, slot, self._seq, lane)
             self._waiting[entry] = None
+            queue[entry] = None
+            self._queued[lane][entry] = None
             entries.append(entry)
         submission.entries = entries
-        return entries
+        return outcomes
+
+    def _shed(self, submission: Submission) -> Outcome:
+        """Drop a submission's waiting texts to make room; it is answered ``Overloaded``."""
+        submission.gone = True
+        first = submission.entries[0]
+        reason = "client_gone" if submission.client.closed else "shed"
+        self._drop_waiting(submission, reason)
+        return first, Overloaded("shed to make room for a lighter client; retry later")
 
     def cancel(self, request: Submission) -> int:
         """The client left: its waiting texts leave the queue and the budget at once. Returns how
@@ -162,22 +200,34 @@ class Scheduler:
     # ---- tokenizer threads ---------------------------------------------------------------------
 
     def take_for_tokenizing(self, lane: Lane) -> list[Entry]:
-        """The next entries for a tokenizer of ``lane``: a chunk in arrival order for the short
-        lane, one text for the long lane; empty when there is nothing to do."""
+        """The next entries for a tokenizer of ``lane``: a chunk taken from the clients in turn
+        (live ones first, closed connections' last) for the short lane, one text for the long
+        lane; empty when there is nothing to do."""
+        queued = self._queued[lane]
+        if not queued:
+            return []
+        lines: dict[str, list[Entry]] = {}  # in the order of each client's oldest queued text
+        closed: list[Entry] = []
+        for e in queued:
+            if e.submission.client.closed:
+                closed.append(e)
+            else:
+                lines.setdefault(e.submission.client.key, []).append(e)
         taken: list[Entry] = []
         chars = 0
-        for e in self._waiting:
-            if e.state is not State.QUEUED or e.lane is not lane:
-                continue
+        for e in [*shares.in_turn(lines.values()), *closed]:
             if taken and (
                 lane is Lane.LONG
                 or len(taken) >= TOKENIZE_CHUNK_TEXTS
                 or chars + len(e.text) > TOKENIZE_CHUNK_CHARS
             ):
                 break
-            e.state = State.TOKENIZING
             taken.append(e)
             chars += len(e.text)
+        for e in taken:
+            del queued[e]
+            self._tokenizing[e] = None
+            e.state = State.TOKENIZING
         return taken
 
     def tokenized(
@@ -200,6 +250,7 @@ class Scheduler:
             else:
                 entry.ids = result
                 entry.state = State.TOKENIZED
+                del self._tokenizing[entry]
         return outcomes
 
     # ---- the compute thread ----------------------------------------------------------------------
@@ -220,23 +271,21 @@ class Scheduler:
             self._watermark = self._seq  # while growing, later arrivals are waited for too
             return Cut(None, dropped, grow_until - now)
 
-        taken: list[Entry] = []
-        tokens = 0
-        for e in self._waiting:
-            if e.state is not State.TOKENIZED:
-                if e.lane is Lane.SHORT and e.seq <= self._watermark:
-                    return Cut(None, dropped)  # a few milliseconds away: wait for the tokenizer
-                continue  # a long text, or one that arrived after the cut began: next batch
-            if taken and (
-                len(taken) >= limits.max_batch_texts or tokens + e.cost > limits.max_batch_tokens
-            ):
-                break  # it stays first in line for the next batch
-            taken.append(e)
-            tokens += e.cost
+        if any(
+            e.lane is Lane.SHORT and e.seq <= self._watermark and not e.submission.client.closed
+            for untokenized in (self._queued[Lane.SHORT], self._tokenizing)
+            for e in untokenized
+        ):
+            return Cut(None, dropped)  # a few milliseconds away: wait for the tokenizer
+        tokens = limits.max_batch_tokens
+        taken = shares.fill(self._by_client, False, limits.max_batch_texts, tokens)
+        if not taken:  # closed connections' texts, only when no live client's is ready
+            closed_texts = max(1, limits.max_batch_texts // CLOSED_BATCH_SHARE)
+            taken = shares.fill(self._by_client, True, closed_texts, tokens)
         if not taken:
             return Cut(None, dropped)
         for e in taken:
-            del self._waiting[e]
+            self._unqueue(e)
             e.state = State.BATCHED
             self._computing[e] = None
         self._free_since = None
@@ -320,6 +369,17 @@ class Scheduler:
         return outcomes
 
     def _done(self, entry: Entry) -> None:
-        self._waiting.pop(entry, None)
+        if entry in self._waiting:
+            self._unqueue(entry)
         self._computing.pop(entry, None)
         entry.state = State.DONE
+
+    def _unqueue(self, entry: Entry) -> None:
+        del self._waiting[entry]
+        self._queued[entry.lane].pop(entry, None)
+        self._tokenizing.pop(entry, None)
+        key = entry.submission.client.key
+        queue = self._by_client[key]
+        del queue[entry]
+        if not queue:
+            del self._by_client[key]

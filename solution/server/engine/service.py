@@ -20,14 +20,31 @@ from dataclasses import asdict, dataclass
 
 from solution.server.compute.scoring import Result
 from solution.server.engine.engine import Engine
+from solution.server.engine.entries import Client
 from solution.server.engine.options import Options
 from solution.server.errors import InvalidInput, NotReady, Overloaded
+
+__all__ = ["CLIENT_ID_KEY", "Client", "ModelInfo", "Observe", "Service", "client_key"]
 
 Observe = Callable[[str, str, str, float], None]  # (protocol, route, status, seconds)
 
 log = logging.getLogger(__name__)
 
 OTHER_ROUTE = "other"  # the label of every route a front-end does not serve (bounded labels)
+
+# The header (HTTP) and metadata key (gRPC) by which requests name their client for fair share;
+# without it each connection is a client of its own. At most this many bytes of it count.
+CLIENT_ID_KEY = "client-id"
+CLIENT_ID_BYTES = 64
+
+
+def client_key(connection: str, client_id: bytes | str | None) -> str:
+    """The fair-share key of a request: the client id it names, else its connection."""
+    if not client_id:
+        return "conn:" + connection
+    if isinstance(client_id, bytes):
+        client_id = client_id.decode("latin-1")
+    return "id:" + client_id[:CLIENT_ID_BYTES]
 
 
 @dataclass(frozen=True)
@@ -87,9 +104,11 @@ class Service:
         deadline: float | None,
         protocol: str,
         options: Options | None = None,
+        client: Client | None = None,
     ) -> list[Result]:
         """Results for ``texts`` in order, or a ``ServiceError`` for the front-end's table.
-        ``deadline`` is a ``time.monotonic()`` value (None: no deadline)."""
+        ``deadline`` is a ``time.monotonic()`` value (None: no deadline); ``client`` is who fair
+        share counts the request for (None: a client of its own)."""
         if len(texts) > self.max_texts:
             raise InvalidInput(f"at most {self.max_texts} texts per request, got {len(texts)}")
         if self.engine is None:
@@ -98,7 +117,7 @@ class Service:
             options.check(self.engine.keys)
         try:
             return await self.engine.submit(
-                texts, deadline=deadline, options=options, origin=protocol
+                texts, deadline=deadline, options=options, origin=protocol, client=client
             )
         except Overloaded as exc:
             self._log_overload(exc)
@@ -109,6 +128,12 @@ class Service:
         if now - self._overload_logged_at >= 1.0:  # one line per second, not one per refusal
             self._overload_logged_at = now
             log.warning("overloaded: refusing requests", extra={"error": str(exc)})
+
+    def client_closed(self, client: Client) -> None:
+        """A connection closed its side with requests in flight: they are served last."""
+        if self.engine is not None:
+            with self.engine.lock:
+                client.closed = True
 
     def models(self) -> list[ModelInfo]:
         """The served models in response order; ``NotReady`` while they load."""

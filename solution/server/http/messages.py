@@ -10,6 +10,8 @@ from http import HTTPStatus
 
 import orjson
 
+from solution.server.engine.service import Client
+
 
 @dataclass(slots=True)
 class Request:
@@ -21,6 +23,7 @@ class Request:
     # time.monotonic() after which the answer is no longer wanted (Request-Timeout or the
     # server's request_timeout_s); the engine drops the texts unseen once it passes
     deadline: float | None = None
+    client: Client | None = None  # who fair share counts it for (set by the connection)
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,8 +1,7 @@
 """HTTP/1.1 front-end: one asyncio Protocol per connection, around three I/O-free parts.
 
 - ``reader.RequestReader``: bytes in, complete requests or one terminal error out;
-- ``pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined``
-  handlers at once;
+- ``pipeline.ResponsePipeline``: answers in request order, at most ``max_pipelined`` at once;
 - ``flow.FlowControl``: reading pauses while the pipeline is full or the client does not
   read its answers.
 
@@ -14,6 +13,8 @@ is busy or has paused reading), and how a connection ends:
 - an error (400, 408, 413, 431, 501, 505, 503 at the connection limit) is answered after every
   request received before it, with ``Connection: close``, then a lingering close;
 - a half-close (EOF) after complete requests: they are answered, then the connection closes;
+  a FIN may also be a client gone for good (unknown until an answer is written), so its waiting
+  requests become the lowest class (``ServerState.client_closed``): served last, shed first;
 - the client leaving (the connection lost) cancels its handlers (the engine drops their texts);
 - drain (``ServerState.drain``): every request already received is answered, the last one
   with ``Connection: close``, and the connection closes between requests; one idle when the
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from solution.server.config import Settings
+from solution.server.engine.service import Client
+from solution.server.http.clients import ConnectionClients
 from solution.server.http.flow import PIPELINE, WRITE, FlowControl
 from solution.server.http.messages import (
     CLIENT_GONE,
@@ -86,6 +89,7 @@ class ServerState:
     handler: Handler
     connections: set[HttpProtocol] = field(default_factory=set)
     on_response: ResponseHook | None = None  # the metrics hook (see ResponseHook)
+    client_closed: Callable[[Client], None] | None = None  # a FIN with requests in flight
     draining: bool = False
     _all_closed: asyncio.Event | None = field(default=None, repr=False)
 
@@ -139,6 +143,8 @@ class HttpProtocol(asyncio.Protocol):
         self.draining = state.draining  # close between requests (after DRAIN_IDLE_S idle)
         self.drain_started = 0.0
         self.client_done = False  # the client half-closed: answer what came, then close
+        self.clients = ConnectionClients()  # who its requests count for in fair share
+        self.client = self.clients.own
         self.closing = False  # the last answer is written; input is only drained now
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
@@ -179,6 +185,9 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()  # a lingering close is over: the client read its answer
             return True
         self.client_done = True
+        if self.pipeline and self.state.client_closed is not None:
+            for client in self.clients:
+                self.state.client_closed(client)
         for error in self.reader.eof():
             self._add_error(error)
         if not self.pipeline and not self.closing:
@@ -206,6 +215,7 @@ class HttpProtocol(asyncio.Protocol):
     # ---- requests in ------------------------------------------------------------------------
 
     def _add_request(self, request: Request, now: float) -> None:
+        request.client = self.clients.of(request.headers)
         self.pipeline.add(Exchange(request, now, request.keep_alive))
         exchange = self.pipeline.next_to_start()  # only the new one can have become startable
         if exchange is not None:

@@ -7,7 +7,8 @@ Transfer-Encoding, two lengths, obs-fold, chunk-size overflow), and adds what ll
 the server, each decided by RFC 9112:
 
 - the limits: request line + headers (431, also for one header that never ends), body (413,
-  before the body when Content-Length says so);
+  before the body when Content-Length or a chunk-size line says so: llhttp takes any chunk size
+  that fits 64 bits and would wait for its bytes);
 - HTTP/1.0 and 1.1 only; 0.9 (no version) and 2.0 over this framing get 505 (RFC 9110 15.6.6);
 - exactly one valid ``Host`` (a missing one on HTTP/1.1 too): 400 (3.2);
 - ``Transfer-Encoding`` must end in ``chunked`` (400, 6.3); any other coding is not implemented
@@ -82,6 +83,10 @@ _WATCHED = frozenset(
 # RFC 3986 host (reg-name or IP literal) and optional port; empty is allowed (RFC 9112 3.2).
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 # Seconds as a plain decimal: no sign, exponent, nan or inf. Six digits is 11 days.
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+# The bytes last fed that are kept to read a chunk-size line (llhttp does not expose the size);
+# a longer line is not checked (its bytes still count against the limit as they arrive).
+_SIZE_LINE_BYTES = 64
 _SECONDS = re.compile(rb"[0-9]{1,6}(?:\.[0-9]{1,9})?")
 
 
@@ -109,6 +114,7 @@ class RequestReader:
         self._events: list[Event] = []
         self._begun = 0  # requests begun so far: whether one feed stayed inside one head
         self._head_fed = 0  # bytes of whole feeds that all went into the current head
+        self._recent = b""  # the last bytes fed (``_SIZE_LINE_BYTES``), for chunk-size lines
         self._reset()
 
     def _reset(self) -> None:
@@ -120,6 +126,8 @@ class RequestReader:
         self._method: str | None = None
         self._path: str | None = None
         self._timeout_s: float | None = None
+        # where the last bytes fed end: in a chunk-size line ("open"), just after one ("ended")
+        self._size_line: str | None = None
 
     # ---- what the connection calls ------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class RequestReader:
         events: list[Event] = []
         self._events = events
         begun, in_head = self._begun, self.phase is Phase.HEAD
+        self._recent = (self._recent + data[-_SIZE_LINE_BYTES:])[-_SIZE_LINE_BYTES:]
         try:
             self._parser.feed_data(data)
         except _Refusal as exc:
@@ -142,6 +151,8 @@ class RequestReader:
             elif self.phase is not Phase.CLOSED:  # else: bytes after "close" (RFC 9112 9.6)
                 self._refuse(_Refusal(400, f"malformed HTTP request: {exc}"))
         else:
+            if self.phase is Phase.BODY and self._size_line is not None:
+                self._check_chunk_size(data)
             # llhttp reports a header only once it is complete: count whole feeds spent
             # inside one head, so a header that never ends is refused at the limit too
             if in_head and self.phase is Phase.HEAD and self._begun == begun:
@@ -211,6 +222,13 @@ class RequestReader:
             self._events.append(EXPECT_CONTINUE)
         self.phase = Phase.BODY
         self.progress = self._now
+        self._size_line = "open"  # a chunked body begins with one (else the body clears it)
+
+    def on_chunk_header(self) -> None:
+        self._size_line = "ended"
+
+    def on_chunk_complete(self) -> None:
+        self._size_line = "open"
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -218,6 +236,7 @@ class RequestReader:
             raise _Refusal(413, f"body larger than {self._settings.max_body_bytes} bytes")
         self._body.append(body)
         self.progress = self._now
+        self._size_line = None
 
     def on_message_complete(self) -> None:
         assert self._method is not None and self._path is not None
@@ -292,6 +311,21 @@ class RequestReader:
             )
         asked = float(values[0])
         return asked if default is None else min(asked, default)
+
+    def _check_chunk_size(self, data: bytes) -> None:
+        """The feed ended in or just after a chunk-size line: 413 now if it declares more than the
+        body limit leaves (an open line's digits so far can only grow)."""
+        recent = self._recent
+        if self._size_line == "ended":  # checked once: trailers may follow the last chunk's line
+            recent = recent.removesuffix(b"\n").removesuffix(b"\r")
+            self._size_line = None
+        _, newline, line = recent.rpartition(b"\n")
+        digits = _HEX.match(line)
+        if not newline or digits is None:
+            return  # the line began before the bytes kept, or holds no size yet
+        limit = self._settings.max_body_bytes
+        if self._body_bytes + int(digits.group(), 16) > limit:
+            self._refuse(_Refusal(413, f"body larger than {limit} bytes (chunk size)"))
 
     def _count_head(self, n: int) -> None:
         self._header_bytes += n

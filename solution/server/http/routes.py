@@ -121,6 +121,8 @@ def _decode_object(value: dict[str, Any]) -> tuple[list[str], bool, Options]:
     ):
         raise InvalidInput(f"models: expected an array of model names, got {_json_type(models)}")
     top_k: Any = value.get("top_k", SINGLE)  # absent: one prediction; null: every label
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(top_k)  # JSON Schema's integer (openapi.json) holds 3.0, and clients send it
     if (
         "top_k" in value
         and top_k is not None
@@ -197,7 +199,11 @@ class Routes:
     async def process(self, request: Request) -> Response:
         texts, single, options = decode_request(request.body)
         results = await self.service.classify(
-            texts, deadline=request.deadline, protocol="http", options=options
+            texts,
+            deadline=request.deadline,
+            protocol="http",
+            options=options,
+            client=request.client,
         )
         return Response(200, orjson.dumps(results[0] if single else results))
 

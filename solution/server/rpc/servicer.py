@@ -28,7 +28,14 @@ from solution.proto.classifier.v1 import classifier_pb2 as pb
 from solution.server.compute.scoring import Result
 from solution.server.config import Settings
 from solution.server.engine.options import SINGLE, Options
-from solution.server.engine.service import OTHER_ROUTE, Observe, Service
+from solution.server.engine.service import (
+    CLIENT_ID_KEY,
+    OTHER_ROUTE,
+    Client,
+    Observe,
+    Service,
+    client_key,
+)
 from solution.server.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -56,6 +63,10 @@ ERROR_STATUS: dict[type[ServiceError], grpc.StatusCode] = {
 # first); this only lets the last responses flush and ends open health Watch streams, which would
 # otherwise hold the shutdown for the whole grace period.
 STOP_GRACE_S = 1.0
+# Calls grpc's core holds that no handler has taken yet are cancelled at once by ``server.stop``,
+# whatever its grace (CANCELLED on SIGTERM under load). ``stop`` first lets the handlers take them:
+# it waits until no call has reached the loop for this long.
+QUIET_S = 0.05
 
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -106,8 +117,12 @@ class ClassifierHandlers:
         # A little early (DEADLINE_SLACK_S), so that the engine, not the client's cancel, ends it.
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining - DEADLINE_SLACK_S
+        client_id = next(
+            (v for k, v in context.invocation_metadata() or () if k == CLIENT_ID_KEY), None
+        )
+        client = Client(client_key(context.peer(), client_id))
         return await self.service.classify(
-            texts, deadline=deadline, protocol="grpc", options=options
+            texts, deadline=deadline, protocol="grpc", options=options, client=client
         )
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:
@@ -258,6 +273,17 @@ def pending_rpc_options(limit: int) -> list[tuple[str, int]]:
     ]
 
 
+class _Arrivals(grpc.aio.ServerInterceptor):
+    """When a call last reached the server's loop (``GrpcFrontend.stop`` waits for a quiet one)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        self.last = time.monotonic()
+        return await continuation(details)
+
+
 class GrpcFrontend:
     """The gRPC server with its health states. Create and start it inside the running loop."""
 
@@ -268,6 +294,7 @@ class GrpcFrontend:
         self.health = health.aio.HealthServicer()
         self.server: Any = None  # grpc.aio.Server, once started
         self.port = 0  # the bound port (settings.grpc_port, or the one picked for port 0)
+        self.arrivals = _Arrivals()
 
     async def start(self) -> None:
         """Listen, reporting NOT_SERVING until ``set_serving``."""
@@ -281,7 +308,7 @@ class GrpcFrontend:
             *stream_limit_options(s.grpc_max_streams_per_connection),
             *pending_rpc_options(s.grpc_max_pending_rpcs),
         ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=options, interceptors=[self.arrivals])
         server.add_generic_rpc_handlers((self.handlers.rpc_handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -307,6 +334,13 @@ class GrpcFrontend:
         """Health says NOT_SERVING from now on; RPCs still arrive and the engine refuses them."""
         await self.health.enter_graceful_shutdown()
 
-    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+    async def stop(self, grace_s: float = STOP_GRACE_S, settle_s: float = STOP_GRACE_S) -> None:
+        """Let the handlers take the calls grpc's core holds (until none arrived for ``QUIET_S``,
+        at most ``settle_s``: the rest of the shutdown's grace), then stop (``grace_s``)."""
         if self.server is not None:
+            began = time.monotonic()  # calls parked while the loop was busy arrive from now on
+            while (now := time.monotonic()) - max(began, self.arrivals.last) < QUIET_S:
+                if now - began >= settle_s:
+                    break
+                await asyncio.sleep(QUIET_S / 5)
             await self.server.stop(grace_s)

@@ -10,6 +10,7 @@ from solution.server.config import Settings
 from solution.server.engine.entries import (
     LONG_TEXT_CHARS,
     TOKENIZE_CHUNK_TEXTS,
+    Client,
     Entry,
     Lane,
     State,
@@ -40,9 +41,11 @@ def make(limits: BatchingLimits = LIMITS) -> Scheduler:
     return s
 
 
-def admit(s: Scheduler, *texts: str, deadline: float | None = None) -> Submission:
-    submission = Submission(len(texts), deadline)
-    s.admit(submission, texts)
+def admit(
+    s: Scheduler, *texts: str, deadline: float | None = None, client: Client | None = None
+) -> Submission:
+    submission = Submission(len(texts), deadline, client=client or Client())
+    assert s.admit(submission, texts) == []  # nothing shed
     return submission
 
 
@@ -327,3 +330,154 @@ def test_a_deadline_passing_while_a_text_is_tokenized_still_answers_the_request(
     assert s.expire(late) is True  # the owner answers DeadlineExceeded now
     assert s.tokenized(chunk, [[[1], [1]]]) == []  # and the ids that arrive later are dropped
     assert s.idle
+
+
+# ---- fair share ------------------------------------------------------------------------------
+
+
+def test_each_batch_takes_from_the_clients_in_turn():
+    s = make(limits(max_batch_texts=4, queue_texts=100))
+    heavy, light = Client("heavy"), Client("light")
+    admit(s, *[f"h{i}" for i in range(20)], client=heavy)
+    admit(s, "l0", client=light)
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["h0", "l0", "h1", "h2"]
+    s.finish(batch)
+    admit(s, "l1", client=light)  # the light client's next text is again in the next batch
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["h3", "l1", "h4", "h5"]
+
+
+def test_submissions_of_one_client_stay_in_arrival_order_whatever_their_connection():
+    s = make(limits(max_batch_texts=4, queue_texts=100))
+    one, same_id = Client("team-a"), Client("team-a")  # two connections, one client id
+    admit(s, "a0", "a1", client=one)
+    admit(s, "a2", client=same_id)
+    admit(s, "b0", client=Client("team-b"))
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["a0", "b0", "a1", "a2"]
+
+
+def test_a_client_whose_next_text_does_not_fit_gives_way_to_the_others():
+    s = make(limits(max_batch_texts=4, max_batch_tokens=100, queue_texts=100))
+    admit(s, "big1", "big2", client=Client("big"))
+    admit(s, "small1", "small2", client=Client("small"))
+    chunk = s.take_for_tokenizing(Lane.SHORT)
+    costs = {"big1": 60, "big2": 60, "small1": 10, "small2": 10}
+    s.tokenized(chunk, [[[0] * costs[e.text], []] for e in chunk])
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["big1", "small1", "small2"]
+    s.finish(batch)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["big2"]  # first in its line, not starved
+
+
+def test_a_tokenizer_chunk_takes_from_the_clients_in_turn():
+    s = make(limits(queue_texts=1000))
+    admit(s, *["h"] * (TOKENIZE_CHUNK_TEXTS + 10), client=Client("heavy"))
+    admit(s, "light", client=Client("light"))
+    first = s.take_for_tokenizing(Lane.SHORT)
+    assert len(first) == TOKENIZE_CHUNK_TEXTS and "light" in [e.text for e in first]
+
+
+def test_a_full_queue_sheds_the_heavy_clients_newest_request_for_a_light_one():
+    s = make()  # room for 10 texts
+    heavy, light = Client("heavy"), Client("light")
+    submissions = [admit(s, f"h{i}", client=heavy) for i in range(10)]
+    shed = s.admit(Submission(1, client=light), ["l0"])
+    assert [(e.submission, type(err)) for e, err in shed] == [(submissions[-1], Overloaded)]
+    assert submissions[-1].entries[0].state is State.DONE and s.dropped["shed"] == 1
+    assert s.waiting_texts == 10
+    with pytest.raises(Overloaded):  # the heavy client, not the light one, is refused now
+        s.admit(Submission(1, client=heavy), ["h10"])
+    assert s.waiting_texts == 10 and s.dropped["shed"] == 1
+
+
+def test_a_client_holding_no_more_than_the_newcomer_would_is_not_shed():
+    s = make()
+    a, b = Client("a"), Client("b")
+    admit(s, *"abcde", client=a)
+    admit(s, *"fghij", client=b)
+    with pytest.raises(Overloaded):  # b would hold 6 > a's 5: b is the heavier one
+        s.admit(Submission(1, client=b), ["k"])
+    with pytest.raises(Overloaded):  # a newcomer as large as the others gets no room either
+        s.admit(Submission(5, client=Client("c")), list("12345"))
+    assert s.waiting_texts == 10 and not s.dropped
+
+
+def test_one_request_is_not_shed_when_that_would_leave_its_client_the_lighter_one():
+    s = make()
+    admit(s, *"abcdefghij", client=Client("heavy"))
+    with pytest.raises(Overloaded):  # shedding all ten for one text would turn the tables
+        s.admit(Submission(1, client=Client("light")), ["l"])
+    assert s.waiting_texts == 10 and not s.dropped
+
+
+def test_shedding_is_all_or_nothing():
+    s = make()
+    heavy = Client("heavy")
+    for text in "abcdef":
+        admit(s, text, client=heavy)
+    admit(s, *"ghij", client=Client("other"))
+    # 4 texts: two of heavy's could go (6 -> 4), then nobody holds more than the newcomer would
+    with pytest.raises(Overloaded):
+        s.admit(Submission(4, client=Client("new")), list("1234"))
+    assert s.waiting_texts == 10 and not s.dropped
+    shed = s.admit(Submission(2, client=Client("new")), ["1", "2"])  # two fit: 6 -> 4 > 2
+    assert [e.text for e, _ in shed] == ["f", "e"] and s.dropped["shed"] == 2
+
+
+# ---- closed connections: served last, shed first ----------------------------------------------
+
+
+def test_a_closed_connections_texts_are_batched_only_when_no_live_text_is_ready():
+    s = make(limits(max_batch_texts=32, queue_texts=100))
+    gone = Client("gone")
+    admit(s, *[f"g{i}" for i in range(10)], client=gone)
+    gone.closed = True  # the FIN arrived after admission
+    admit(s, "live", client=Client("live"))
+    tokenize_all(s)
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["live"]
+    s.finish(batch)
+    batch = s.cut(now=0.0).batch  # nothing live waits: a small batch of the closed ones
+    assert batch is not None and texts(batch) == ["g0", "g1"]  # 32 // CLOSED_BATCH_SHARE
+
+
+def test_a_tokenizer_takes_live_texts_before_a_closed_connections():
+    s = make(limits(queue_texts=1000))
+    gone = Client("gone", closed=True)
+    admit(s, *["g"] * TOKENIZE_CHUNK_TEXTS, client=gone)
+    admit(s, "live", client=Client("live"))
+    first = s.take_for_tokenizing(Lane.SHORT)
+    assert first[0].text == "live" and len(first) == TOKENIZE_CHUNK_TEXTS
+
+
+def test_the_cut_never_waits_for_a_closed_connections_texts():
+    s = make()
+    admit(s, "live", client=Client("live"))
+    tokenize_all(s)
+    admit(s, "gone", client=Client("gone", closed=True))  # queued, not tokenized
+    batch = s.cut(now=0.0).batch
+    assert batch is not None and texts(batch) == ["live"]
+
+
+def test_a_full_queue_sheds_closed_connections_first_even_for_a_heavy_client():
+    s = make()
+    heavy, gone = Client("heavy"), Client("gone", closed=True)
+    admit(s, *"abcdef", client=heavy)
+    old, new = admit(s, "g1", "g2", client=gone), admit(s, "g3", "g4", client=gone)
+    shed = s.admit(Submission(2, client=heavy), ["x", "y"])
+    assert [e.submission for e, _ in shed] == [new]  # the newest closed request was enough
+    assert s.dropped["client_gone"] == 2 and old.entries[0].state is State.QUEUED
+    assert s.waiting_by_class() == {"live": 8, "closed": 2}
+
+
+def test_a_closed_connection_never_sheds_anyone():
+    s = make()
+    admit(s, *"abcdefghij", client=Client("heavy"))
+    with pytest.raises(Overloaded):
+        s.admit(Submission(1, client=Client("gone", closed=True)), ["g"])

@@ -18,7 +18,7 @@ class FakeEngine:
         self.calls: list[tuple[list[str], Any, str]] = []
         self.keys = ["m"]
 
-    async def submit(self, texts, *, deadline=None, options=None, origin=""):
+    async def submit(self, texts, *, deadline=None, options=None, origin="", client=None):
         self.calls.append((list(texts), deadline, origin))
         return [{"m": text} for text in texts]
 

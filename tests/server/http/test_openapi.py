@@ -331,3 +331,30 @@ async def test_the_served_document_is_the_committed_file(engine, settings):
         Case("/openapi.json", "GET", 200, request("GET", "/openapi.json")), engine, settings
     )
     assert reply.body == OPENAPI_PATH.read_bytes()
+
+
+# ---- where a schema-driven tester found the document and the server disagreeing -----------------
+
+
+def test_the_request_timeout_pattern_takes_exactly_what_the_reader_takes():
+    """The pattern allowed 0, which the server refuses (README: a positive number of seconds)."""
+    from solution.server.http.reader import RequestError, RequestReader
+
+    parameters = DOC["paths"]["/process"]["post"]["parameters"]
+    (parameter,) = [p for p in parameters if p["name"] == "Request-Timeout"]
+    schema = Draft202012Validator(parameter["schema"])
+    for value in ["0", "0.0", "000.000000000", "2.5", "0.5", "000001", "0.000000001", "999999"]:
+        reader = RequestReader(Settings())
+        head = f"GET /health HTTP/1.1\r\nHost: t\r\nRequest-Timeout: {value}\r\n\r\n"
+        (event,) = reader.feed(head.encode(), 0.0)
+        assert schema.is_valid(value) is not isinstance(event, RequestError), value
+
+
+def test_a_whole_number_top_k_sent_as_a_json_float_is_that_count():
+    """JSON Schema's integer holds 1.0, and a JSON client may well send it."""
+    from solution.server.http.routes import decode_request
+
+    for sent, count in ((b"1.0", 1), (b"3.0", 3), (b"1e1", 10)):
+        _, _, options = decode_request(b'{"inputs": "x", "top_k": ' + sent + b"}")
+        assert options is not None and options.top_k == count and type(options.top_k) is int
+    assert validator("/components/schemas/ProcessObject/properties/top_k").is_valid(1.0)

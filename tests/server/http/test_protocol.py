@@ -404,6 +404,33 @@ async def test_a_half_close_in_the_middle_of_a_request_is_answered_400(rig):
     assert rig.statuses() == [200, 400]
 
 
+async def test_a_half_close_with_requests_in_flight_moves_its_clients_to_the_lowest_class(rig):
+    closed: list[object] = []
+    rig.state.client_closed = closed.append
+    protocol, transport = rig.connect()
+    protocol.data_received(post("/hold/1", b"1") + post("/hold/2", b"2", "Client-Id: team-a\r\n"))
+    await rig.loop.settle_until(lambda: "/hold/2" in rig.handler.held)
+    first, second = rig.handler.seen
+    assert first.client is protocol.client and second.client is not None
+    assert second.client.key == "id:team-a" and protocol.client.key.startswith("conn:")
+    protocol.eof_received()
+    assert closed == [first.client, second.client]
+    rig.handler.release("/hold/1")
+    rig.handler.release("/hold/2")
+    await rig.loop.settle()
+    assert bodies(transport.take()) == ["1", "2"]  # still answered: it may be a half-close
+
+
+async def test_each_connection_is_a_client_of_its_own_unless_a_client_id_names_one(rig):
+    one, _ = rig.connect()
+    two, _ = rig.connect()
+    one.data_received(get("/a") + get("/b", "Client-Id: x\r\n"))
+    two.data_received(get("/c", "Client-Id: x\r\n"))
+    await rig.loop.settle()
+    keys = [r.client.key for r in rig.handler.seen if r.client is not None]
+    assert keys[0] != two.client.key and keys[1:] == ["id:x", "id:x"]
+
+
 async def test_a_half_close_on_an_idle_connection_closes_it(rig):
     protocol, transport = rig.connect()
     protocol.eof_received()

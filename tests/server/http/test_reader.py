@@ -165,3 +165,32 @@ def test_the_deadline_is_the_smaller_of_the_header_and_the_server_default(defaul
 def test_host_values(host, ok):
     (event,) = reader().feed(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host, 0)
     assert isinstance(event, Request) is ok
+
+
+CHUNKED = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [CHUNKED + b"FFFFFFFFFFFFFFFF\r\n"],  # llhttp takes it (it fits 64 bits) and waits
+        [CHUNKED, b"FFFFFFFFFFFFFFFF\r\n"],
+        [CHUNKED + b"5\r\nhello\r\n", b"FFFFF", b"FFFFFFFFFFF;ext=1\r\n"],  # the line in parts
+        [CHUNKED + b"FFFFFFFFFFFF"],  # a line not yet ended that can only declare more
+        [CHUNKED + b"5\r\nhello\r\n60\r\n"],  # within the limit alone, not with what came first
+    ],
+)
+def test_a_chunk_size_beyond_the_body_limit_is_413_at_once(parts: list[bytes]):
+    """Found by a held-out attack: it was a 408 after the body timeout."""
+    r = reader()
+    events = [event for part in parts for event in r.feed(part, 0.0)]
+    assert [(type(e), getattr(e, "status", None)) for e in events] == [(RequestError, 413)]
+    assert r.phase is Phase.CLOSED
+
+
+def test_chunk_sizes_within_the_limit_and_hex_looking_data_read_as_before():
+    r = reader()
+    events = r.feed(CHUNKED + b"5\r\nabcde\r\n", 0.0)  # data that looks like a size line
+    events += r.feed(b"a\r\nffffffffff\r\n", 0.0) + r.feed(b"0\r\n", 0.0)
+    events += r.feed(b"abc: trailer\r\n", 0.0) + r.feed(b"\r\n", 0.0)  # a hex-looking trailer
+    assert [(type(e), e.body) for e in events] == [(Request, b"abcdeffffffffff")]  # type: ignore[union-attr]

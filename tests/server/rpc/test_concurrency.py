@@ -45,6 +45,7 @@ class InstantEngine:
         deadline: float | None = None,
         options: object = None,
         origin: str = "",
+        client: object = None,
     ) -> list[dict[str, Prediction]]:
         if any(t.startswith("refuse") for t in texts):
             raise Overloaded("queue full; retry later")
@@ -181,3 +182,24 @@ async def test_one_connection_holds_at_most_its_stream_limit(server, stubs, sett
 
     assert Counter(await asyncio.gather(*(outcome(c) for c in burst))) == {("OK", None): 2 * limit}
     assert await outcome(light_call) == ("OK", None)
+
+
+async def test_calls_parked_when_the_server_stops_are_answered_none_cancelled(server, stubs):
+    """SIGTERM under gRPC load ended one call in ~97 CANCELLED: the stop's grace (1 s) ran out
+    before the handlers had reached every call grpc's core held (a call no handler has taken is
+    cancelled at once by ``server.stop``, whatever its grace: 1,999 of 2,000 here). ``stop`` now
+    lets the handlers take them first, within the rest of the shutdown's grace."""
+    *heavy, _ = stubs
+    before = server.calls_started()
+    server.hold()
+    burst = [
+        heavy[i % CONNECTIONS].Classify(pb.ClassifyRequest(text=f"t {i}"), timeout=60)
+        for i in range(BURST)
+    ]
+    await until(lambda: server.calls_started() >= before + BURST, timeout_s=60)
+    # the stop begins while the calls are parked, as when SIGTERM comes in the middle of a flood
+    stopping = asyncio.run_coroutine_threadsafe(server.frontend.stop(settle_s=10.0), server.loop)
+    server.release()
+    outcomes = Counter([status for status, _ in await asyncio.gather(*map(outcome, burst))])
+    stopping.result(30)
+    assert outcomes == {"OK": BURST}

@@ -41,6 +41,7 @@ class FakeEngine:
     def __init__(self, error: errors.ServiceError | None = None):
         self.error = error
         self.deadlines: list[float | None] = []
+        self.clients: list[object] = []
         self.ready = True
         self.accepting = True
         self.warm = asyncio.Event()  # warm_up waits for it
@@ -72,8 +73,10 @@ class FakeEngine:
         deadline: float | None = None,
         options: object = None,
         origin: str = "",
+        client: object = None,
     ) -> list[dict[str, Prediction]]:
         self.deadlines.append(deadline)
+        self.clients.append(client)
         if self.error is not None:
             raise self.error
         if not self.accepting:
