@@ -64,28 +64,10 @@ def scores(logits: np.ndarray, function: str) -> torch.Tensor:
     return values
 
 
-def top1(logits: np.ndarray, function: str) -> tuple[list[int], list[float]]:
-    """(best label index, its score) per row, as Python numbers."""
-    return _top1(scores(logits, function))
-
-
 def _top1(row_scores: torch.Tensor) -> tuple[list[int], list[float]]:
+    """(best label index, its score) per row, as Python numbers."""
     best, index = row_scores.max(-1)
     return index.tolist(), best.tolist()
-
-
-def ranked(
-    logits: np.ndarray,
-    function: str,
-    top_k: int | None,
-    raw: bool,
-    threshold: float | None = None,
-) -> list[tuple[int, float]]:
-    """One row's labels by score, best first: the ``top_k`` best (all with None), scored by the
-    model's function or, with ``raw``, by the logits themselves. A sigmoid model's ``threshold``
-    leaves out labels scored below it."""
-    row_scores = scores(logits[None, :], function)[0]
-    return _rank(row_scores, logits, top_k, raw, threshold)
 
 
 def _rank(
@@ -95,6 +77,9 @@ def _rank(
     raw: bool,
     threshold: float | None,
 ) -> list[tuple[int, float]]:
+    """One row's labels by score, best first: the ``top_k`` best (all with None), valued by the
+    scores or, with ``raw``, the logits; a sigmoid model's ``threshold`` leaves out labels scored
+    below it."""
     k = len(row_scores) if top_k is None else min(top_k, len(row_scores))
     order = torch.topk(row_scores, k).indices.tolist()  # the function's order (= the logits')
     values = row_logits if raw else row_scores

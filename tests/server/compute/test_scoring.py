@@ -9,7 +9,34 @@ import numpy as np
 import pytest
 
 from solution.server.compute import scoring
-from solution.server.compute.scoring import Answers, Prediction, ranked, top1
+from solution.server.compute.scoring import Answers, Prediction
+
+
+@dataclass(frozen=True)
+class Head:
+    """What ``Answers`` reads of a served model."""
+
+    key: str
+    labels: tuple[str, ...]
+    function: str = "softmax"
+    threshold: float | None = None
+
+
+def top1(logits: np.ndarray, function: str) -> tuple[list[int], list[float]]:
+    """(best label index, its score) per row of one model's (rows, labels) logits."""
+    labels = tuple(str(i) for i in range(logits.shape[1]))
+    answers = Answers([Head("m", labels, function)], logits[None])
+    return list(answers.top_index[0]), list(answers.top_score[0])
+
+
+def ranked(
+    row: np.ndarray, function: str, top_k: int | None, raw: bool, threshold: float | None = None
+) -> list[tuple[int, float]]:
+    """One row's ranked (label index, score) pairs, as ``Answers`` lists them."""
+    head = Head("m", tuple(str(i) for i in range(len(row))), function, threshold)
+    answer = Answers([head], row[None, None, :]).answer(0, top_k=top_k, raw=raw)["m"]
+    assert isinstance(answer, list)
+    return [(int(p.label), p.score) for p in answer]
 
 
 def test_a_rows_score_does_not_depend_on_the_other_rows():
@@ -51,16 +78,6 @@ def test_a_threshold_leaves_out_the_sigmoid_labels_below_it():
     logits = np.array([2.0, -2.0, 0.1], dtype=np.float32)  # sigmoid: 0.88, 0.12, 0.52
     assert [i for i, _ in ranked(logits, "sigmoid", None, raw=False, threshold=0.5)] == [0, 2]
     assert ranked(logits, "sigmoid", None, raw=False, threshold=0.95) == []
-
-
-@dataclass(frozen=True)
-class Head:
-    """What ``Answers`` reads of a served model."""
-
-    key: str
-    labels: tuple[str, ...]
-    function: str = "softmax"
-    threshold: float | None = None
 
 
 HEADS = [Head("sent", ("NEG", "NEU", "POS")), Head("topic", ("a", "b"), "sigmoid", threshold=0.5)]
