@@ -1,18 +1,22 @@
 """One cut batch computed and answered (the compute thread's work per batch): the rows through
 ``BatchComputer``, each entry's answer shaped by its request's options, and the ``BatchReport``
-that observers (metrics, tests) receive before the answers go out."""
+that observers (metrics, tests) receive before the answers go out. ``run_batch`` is the CPU's
+batch in a row; the GPU pipeline (``pipeline.py``) computes in steps and calls ``answer``."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from solution.server.compute.batch import BatchComputer
+from solution.server.compute.batch import BatchComputer, Computed
 from solution.server.compute.scoring import Answers, Scorable
 from solution.server.engine.scheduler import Batch, Outcome
 from solution.server.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,7 +29,7 @@ class BatchReport:
     padding: dict[str, float]  # tokenizer family -> share of computed positions that were padding
     forward_calls: int
     origins: Counter[str]
-    wall_s: float  # the batch from cut to answers
+    wall_s: float  # the batch from cut to answers (a pipelined batch's overlap the one before)
     model_gpu_seconds: dict[str, float]  # per model; on a GPU they overlap (one stream each)
     failed_texts: int = 0
     warmup: bool = False
@@ -37,7 +41,14 @@ def run_batch(
     computer: BatchComputer, models: Sequence[Scorable], batch: Batch
 ) -> tuple[list[Outcome], BatchReport]:
     started = time.perf_counter()
-    computed = computer.compute(batch.ids, batch.wanted)
+    return answer(models, batch, computer.compute(batch.ids, batch.wanted), started)
+
+
+def answer(
+    models: Sequence[Scorable], batch: Batch, computed: Computed, started: float
+) -> tuple[list[Outcome], BatchReport]:
+    """Each entry's answer from the batch's logits, and the report (``started``: perf_counter
+    when the batch's compute began)."""
     answers = Answers(models, computed.logits)
     outcomes: list[Outcome] = []
     for entry, row in zip(batch.entries, batch.row_of_entry, strict=True):
@@ -66,3 +77,14 @@ def run_batch(
         gpu_busy_s=computed.gpu_busy_s,
     )
     return outcomes, report
+
+
+def notify(observers: Sequence[Callable[[BatchReport], None]], report: BatchReport) -> None:
+    """Hand ``report`` to every observer; the engine calls it before delivering the batch's
+    answers (a batch's report exists once any of its clients has an answer: metrics and tests
+    rely on it). A failing observer is logged and costs no answer."""
+    for observer in observers:
+        try:
+            observer(report)
+        except Exception:
+            log.exception("batch observer failed")

@@ -5,16 +5,17 @@ cuts, deadlines, who left. This module owns only the threads, the hand-offs betw
 answers' way back:
 
     submit (event loop) --admit--> Scheduler <--take/tokenized-- [tokenize threads: short, long]
-                                       |  cut (when the compute thread is free)
+                                       |  cut (when the compute thread can take a batch)
                                        v
-                   [compute thread] BatchComputer (plan -> Runner -> logits) -> Answers
+                   [compute thread] Pipeline: BatchComputer (plan -> Runner -> logits) -> Answers
                                        |  call_soon_threadsafe(deliver), once per batch
                                        v
                                  futures (event loop)
 
 What crosses threads crosses here, through the scheduler, under ``self.lock`` (a Condition that
 also wakes the workers). Tokenization runs ahead while the models compute; the batch is cut only
-when the compute thread is free, so it holds everything that queued meanwhile.
+when the compute thread is free, so it holds everything that queued meanwhile (on CUDA also right
+after a launch: a batch ready then is staged while the GPU computes, ``pipeline.py``).
 
 Every worker loop is supervised: an unexpected exception (or a device error that poisons the CUDA
 context) answers every held text with ``ModelFailure``, turns readiness off, is logged once and is
@@ -38,10 +39,11 @@ from solution.server.compute.families import Family, tokenize
 from solution.server.compute.models import LoadedModel
 from solution.server.compute.runner import HeapTrimmer, Runner
 from solution.server.compute.scoring import Result
-from solution.server.engine.batches import BatchReport, run_batch
+from solution.server.engine.batches import BatchReport, notify
 from solution.server.engine.entries import Client
 from solution.server.engine.limits import BatchingLimits
 from solution.server.engine.options import DEFAULT, Options
+from solution.server.engine.pipeline import Pipeline
 from solution.server.engine.scheduler import (
     Batch,
     Lane,
@@ -264,31 +266,34 @@ class Engine:
 
     def _compute_loop(self) -> None:
         trimmer = HeapTrimmer()
+        pipeline = Pipeline(self.computer, self.models, self.runner.device.type == "cuda")
         while True:
-            with self.lock:
-                batch: Batch | None = None
-                while batch is None:
-                    if self.scheduler.stopped:
-                        return
-                    cut = self.scheduler.cut(time.monotonic())
-                    self._send(cut.dropped)
-                    batch = cut.batch
-                    if batch is None:
-                        self.lock.wait(cut.wait_s)
-            outcomes, report = run_batch(self.computer, self.models, batch)
+            if not pipeline.busy:  # nothing in hand: wait for a batch (none once stopped)
+                if (batch := self._cut(wait=True)) is None:
+                    return
+                pipeline.start(batch)
+            if pipeline.wants_next and (ahead := self._cut(wait=False)) is not None:
+                pipeline.stage(ahead)  # on CUDA, while the GPU computes the launched batch
+            batch, outcomes, report = pipeline.finish()  # ...which launches the staged one
             with self.lock:
                 failed = [e for e, outcome in outcomes if isinstance(outcome, ServiceError)]
                 self.scheduler.finish(batch, failed)
-                idle = self.scheduler.waiting_texts == 0
-            # Observers run before delivery (a batch's report exists once any of its clients has
-            # an answer: metrics and tests rely on it); a failing observer costs no answer.
-            for observer in self.observers:
-                try:
-                    observer(report)
-                except Exception:
-                    log.exception("batch observer failed")
+                idle = self.scheduler.waiting_texts == 0 and not pipeline.busy
+            notify(self.observers, report)  # before delivery: metrics and tests rely on it
             self._send(outcomes)
             trimmer.maybe_trim(idle=idle)
+
+    def _cut(self, wait: bool) -> Batch | None:
+        """The scheduler's next batch; None once stopped. ``wait``: until it has one; else only
+        one it cuts right now (a look ahead with a batch in flight never waits for more)."""
+        with self.lock:
+            while not self.scheduler.stopped:
+                cut = self.scheduler.cut(time.monotonic())
+                self._send(cut.dropped)
+                if cut.batch is not None or not wait:
+                    return cut.batch
+                self.lock.wait(cut.wait_s)
+        return None
 
     # ---- back on the event loop -----------------------------------------------------------------
 

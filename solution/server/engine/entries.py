@@ -13,7 +13,7 @@ class State(enum.Enum):
     QUEUED = "queued"  # admitted, not yet handed to a tokenizer
     TOKENIZING = "tokenizing"  # a tokenizer thread holds it
     TOKENIZED = "tokenized"  # ids known, waiting for a batch
-    BATCHED = "batched"  # in the batch being computed
+    BATCHED = "batched"  # in a batch in hand: being computed, or staged to be next
     DONE = "done"  # answered, dropped or refused: no longer the scheduler's
 
 

@@ -62,9 +62,10 @@ class Scheduler:
         # not yet tokenized: what the tokenizers take from, and what a cut may wait for
         self._queued: dict[Lane, dict[Entry, None]] = {lane: {} for lane in Lane}
         self._tokenizing: dict[Entry, None] = {}
-        self._computing: dict[Entry, None] = {}  # the batch in hand
+        # the batches in hand: the one computing and, on CUDA, the next one staged behind it
+        self._computing: dict[Entry, None] = {}
         self._seq = 0
-        self._free_since: float | None = None  # when the compute thread last asked for work
+        self._free_since: float | None = None  # when the compute thread first asked for work
         self._watermark = 0  # short-lane entries up to this seq are waited for at the cut
         # Admission state: warming up (only the warm-up is admitted), ready, then closed for
         # good (drain) and stopped (no more cuts either).
@@ -258,7 +259,11 @@ class Scheduler:
     def cut(self, now: float) -> Cut:
         """Decide the next batch. Called whenever the compute thread is free (and again when it is
         woken); it waits for short texts admitted before it became free, and for ``max_wait_s``
-        when that is set, but never for the long lane."""
+        when that is set, but never for the long lane. On CUDA the compute thread also looks once
+        right after a launch, to stage the next batch while that one computes; it takes a batch
+        only if one is cut at once, but such a look starts the wait like any other (the thread
+        could take work from then on), and the batch cut after the launched one counts from it.
+        Any number of cut batches may be in hand: each leaves with its own ``finish``."""
         limits = self.limits
         dropped = self._drop_expired(now)
         if not self._waiting:
@@ -326,7 +331,8 @@ class Scheduler:
         return Batch(taken, texts, row_of_entry, ids, wanted)
 
     def finish(self, batch: Batch, failed: Iterable[Entry] = ()) -> None:
-        """The batch's answers are out. A request with a failed text needs none of its others."""
+        """The batch's answers are out. A request with a failed text needs none of its others
+        that wait (those in another batch in hand are computed, and their answers discarded)."""
         for e in batch.entries:
             if e in self._computing:  # not already answered by an abort
                 del self._computing[e]
@@ -338,8 +344,8 @@ class Scheduler:
     # ---- the end ---------------------------------------------------------------------------------
 
     def stop(self) -> list[Outcome]:
-        """No more admissions or cuts; every waiting text is answered ``ShuttingDown``. A batch in
-        hand still finishes."""
+        """No more admissions or cuts; every waiting text is answered ``ShuttingDown``. Batches in
+        hand (the one computing, and one staged behind it) still finish."""
         self.stopped = True
         self.close()
         outcomes = self._answer_waiting(lambda: ShuttingDown("the service is shutting down"))
@@ -348,8 +354,8 @@ class Scheduler:
         return outcomes
 
     def abort(self, error: type[ServiceError], message: str) -> list[Outcome]:
-        """A worker died: every text the scheduler holds, computing ones included, gets ``error``
-        (one exception object per request)."""
+        """A worker died: every text the scheduler holds, those of every batch in hand included,
+        gets ``error`` (one exception object per request)."""
         self.stopped = True
         self.close()
         outcomes = self._answer_waiting(lambda: error(message), include_computing=True)

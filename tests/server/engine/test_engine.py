@@ -425,3 +425,112 @@ async def test_a_fatal_device_error_is_not_retried_and_stops_the_engine(settings
     await until(lambda: len(fatal.errors) == 1)
     assert not eng.ready
     await asyncio.to_thread(eng.stop)
+
+
+# ---- the CUDA pipeline: the next batch staged while one computes --------------------------------
+
+
+class CudaLooking:
+    """The engine's real (CPU) runner, reporting a CUDA device so that the compute loop pipelines;
+    logs ``(step, rows)`` per step, and ``hold(step)`` stops the compute thread once in it."""
+
+    def __init__(self, runner: object):
+        self.real = runner
+        self.device = torch.device("cuda")
+        self.log: list[tuple[str, int]] = []
+        self.gates: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)  # models, max_labels, buckets, run
+
+    def hold(self, step: str) -> tuple[threading.Event, threading.Event]:
+        self.gates[step] = (threading.Event(), threading.Event())
+        return self.gates[step]
+
+    def _step(self, step: str, rows: int) -> None:
+        self.log.append((step, rows))
+        if step in self.gates:
+            entered, go = self.gates.pop(step)
+            entered.set()
+            go.wait(10)
+
+    def stage(self, work, n_rows):
+        self._step("stage", n_rows)
+        return self.real.stage(work, n_rows)  # type: ignore[attr-defined]
+
+    def launch(self, staged):
+        self._step("launch", staged.n_rows)
+        return self.real.launch(staged)  # type: ignore[attr-defined]
+
+    def collect(self, launched):
+        self._step("collect", launched.staged.n_rows)
+        return self.real.collect(launched)  # type: ignore[attr-defined]
+
+
+async def _pipelined_engine(settings) -> tuple[Engine, CudaLooking]:
+    from solution.server.app import build_engine
+
+    eng = await asyncio.to_thread(build_engine, settings)
+    runner = CudaLooking(eng.runner)
+    eng.runner = eng.computer.runner = runner  # type: ignore[assignment]
+    eng.start()
+    await eng.warm_up(["warm"])
+    return eng, runner
+
+
+async def _a_launched_with_b_ready(eng: Engine, runner: CudaLooking, hold_collect: bool) -> tuple:
+    """Batch A (two texts) held in its launch until B (one text) is tokenized, then released:
+    the compute thread's look ahead cuts B. With ``hold_collect`` it is held again in A's collect
+    (B staged by then)."""
+    entered, go = runner.hold("launch")
+    collect = runner.hold("collect") if hold_collect else None
+    a = asyncio.ensure_future(eng.submit(["first batch, one", "first batch, two"]))
+    assert await asyncio.to_thread(entered.wait, 10)
+    b = asyncio.ensure_future(eng.submit(["second batch"]))
+    await until(lambda: entry_states(eng) == [State.TOKENIZED])
+    go.set()
+    return a, b, collect
+
+
+async def test_on_cuda_the_next_batch_is_staged_while_one_computes_with_the_same_answers(
+    settings, engine: Engine
+):
+    eng, runner = await _pipelined_engine(settings)
+    try:
+        runner.log.clear()
+        a, b, _ = await _a_launched_with_b_ready(eng, runner, hold_collect=False)
+        got = await asyncio.wait_for(asyncio.gather(a, b), 10)
+    finally:
+        await asyncio.to_thread(eng.stop)
+    assert runner.log == [
+        ("stage", 2),
+        ("launch", 2),
+        ("stage", 1),  # B, while A computes
+        ("collect", 2),
+        ("launch", 1),  # B at once after A's collect
+        ("collect", 1),
+    ]
+    want = await engine.submit(["first batch, one", "first batch, two", "second batch"])
+    for result, expected in zip([*got[0], *got[1]], want, strict=True):
+        for key in expected:  # the CPU engine's answers
+            assert result[key].label == expected[key].label
+            assert result[key].score == pytest.approx(expected[key].score, abs=FP32_SCORE_TOLERANCE)
+
+
+async def test_stop_with_two_batches_in_hand_finishes_both(settings):
+    eng, runner = await _pipelined_engine(settings)
+    a, b, collect = await _a_launched_with_b_ready(eng, runner, hold_collect=True)
+    assert collect is not None
+    entered, go = collect
+    assert await asyncio.to_thread(entered.wait, 10)  # A in its collect, B staged
+    assert eng.snapshot().computing_texts == 3
+    queued = asyncio.ensure_future(eng.submit(["still queued"]))
+    await until(lambda: eng.waiting_texts == 1)
+    stopping = asyncio.ensure_future(asyncio.to_thread(eng.stop))
+    await until(lambda: eng.waiting_texts == 0)
+    go.set()
+    await asyncio.wait_for(stopping, 30)
+    assert [len(r) for r in await asyncio.wait_for(asyncio.gather(a, b), 5)] == [2, 1]
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(queued, 5)
+    assert eng.idle

@@ -481,3 +481,103 @@ def test_a_closed_connection_never_sheds_anyone():
     admit(s, *"abcdefghij", client=Client("heavy"))
     with pytest.raises(Overloaded):
         s.admit(Submission(1, client=Client("gone", closed=True)), ["g"])
+
+
+# ---- two batches in hand: on CUDA the next batch is cut and staged while one computes ---------
+
+
+def cut_batch(s: Scheduler, now: float = 0.0):
+    batch = s.cut(now).batch
+    assert batch is not None
+    return batch
+
+
+def test_a_batch_cut_while_one_computes_and_each_finishes_on_its_own():
+    s = make()
+    admit(s, "a", "b")
+    tokenize_all(s)
+    first = cut_batch(s)
+    admit(s, "c")
+    tokenize_all(s)
+    second = cut_batch(s)  # the first is still in hand
+    assert texts(second) == ["c"] and s.computing_texts == 3 and s.waiting_texts == 0
+    s.finish(first)
+    assert s.computing_texts == 1 and not s.idle  # a drain still waits for the staged one
+    assert [e.state for e in second.entries] == [State.BATCHED]
+    s.finish(second)
+    assert s.idle
+
+
+def test_stop_lets_both_batches_in_hand_finish():
+    s = make()
+    admit(s, "a")
+    tokenize_all(s)
+    first = cut_batch(s)
+    admit(s, "b")
+    tokenize_all(s)
+    second = cut_batch(s)
+    admit(s, "c")
+    outcomes = s.stop()
+    assert [e.text for e, _ in outcomes] == ["c"] and s.computing_texts == 2
+    assert s.cut(now=0.0).batch is None  # nothing more is cut
+    s.finish(first)
+    s.finish(second)
+    assert s.idle
+
+
+def test_abort_answers_both_batches_in_hand_and_their_late_finish_changes_nothing():
+    s = make()
+    admit(s, "a")
+    tokenize_all(s)
+    first = cut_batch(s)
+    admit(s, "b")
+    tokenize_all(s)
+    second = cut_batch(s)
+    outcomes = s.abort(ModelFailure, "a worker died")
+    assert sorted(e.text for e, _ in outcomes) == ["a", "b"] and s.idle
+    s.finish(first)
+    s.finish(second)
+    assert s.idle and s.dropped["aborted"] == 2
+
+
+def test_a_request_whose_texts_are_in_the_staged_batch_has_nothing_left_to_expire():
+    s = make()
+    admit(s, "a")
+    tokenize_all(s)
+    cut_batch(s)
+    staged = admit(s, "b", deadline=5.0)
+    tokenize_all(s)
+    cut_batch(s, now=1.0)
+    assert s.expire(staged) is False  # cut: its answer comes with its batch
+    assert s.cut(now=6.0).dropped == []
+
+
+def test_a_failed_text_leaves_its_requests_texts_in_the_other_batch_to_finish():
+    s = make(limits(max_batch_texts=1, max_batch_tokens=100, queue_texts=10))
+    request = admit(s, "a", "b", "c")
+    tokenize_all(s)
+    first, second = cut_batch(s), cut_batch(s)
+    s.finish(first, failed=first.entries)
+    assert request.gone and s.waiting_texts == 0 and s.dropped["request_failed"] == 1
+    assert s.computing_texts == 1  # "b" is computed with its batch; the owner discards it
+    s.finish(second)
+    assert s.idle
+
+
+def test_a_look_ahead_that_cuts_nothing_starts_the_wait_the_next_cut_counts_from():
+    """With one batch launched the compute thread looks once and takes a batch only if one is cut
+    at once; the wait for the batch to grow began at that look, so the GPU does not wait again
+    after the launched batch's collect."""
+    s = make(limits(max_batch_texts=4, max_wait_s=0.01, queue_texts=10))
+    admit(s, "a")
+    tokenize_all(s)
+    assert s.cut(now=0.5).batch is None  # growing
+    first = cut_batch(s, now=0.52)
+    assert texts(first) == ["a"]
+    admit(s, "b")
+    tokenize_all(s)
+    look = s.cut(now=1.0)  # the look ahead, right after the launch
+    assert look.batch is None and look.wait_s == pytest.approx(0.01)
+    s.finish(first)  # 20 ms later, the launched batch is collected
+    second = cut_batch(s, now=1.02)
+    assert texts(second) == ["b"]
