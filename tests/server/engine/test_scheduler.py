@@ -10,6 +10,7 @@ from solution.server.config import Settings
 from solution.server.engine.entries import (
     LONG_TEXT_CHARS,
     TOKENIZE_CHUNK_TEXTS,
+    Batch,
     Client,
     Entry,
     Lane,
@@ -508,7 +509,8 @@ def test_a_batch_cut_while_one_computes_and_each_finishes_on_its_own():
     assert s.idle
 
 
-def test_stop_lets_both_batches_in_hand_finish():
+def two_batches_in_hand() -> tuple[Scheduler, Batch, Batch]:
+    """A scheduler holding batch [a] and batch [b] (CUDA's launched and staged ones)."""
     s = make()
     admit(s, "a")
     tokenize_all(s)
@@ -516,6 +518,11 @@ def test_stop_lets_both_batches_in_hand_finish():
     admit(s, "b")
     tokenize_all(s)
     second = cut_batch(s)
+    return s, first, second
+
+
+def test_stop_lets_both_batches_in_hand_finish():
+    s, first, second = two_batches_in_hand()
     admit(s, "c")
     outcomes = s.stop()
     assert [e.text for e, _ in outcomes] == ["c"] and s.computing_texts == 2
@@ -526,13 +533,7 @@ def test_stop_lets_both_batches_in_hand_finish():
 
 
 def test_abort_answers_both_batches_in_hand_and_their_late_finish_changes_nothing():
-    s = make()
-    admit(s, "a")
-    tokenize_all(s)
-    first = cut_batch(s)
-    admit(s, "b")
-    tokenize_all(s)
-    second = cut_batch(s)
+    s, first, second = two_batches_in_hand()
     outcomes = s.abort(ModelFailure, "a worker died")
     assert sorted(e.text for e, _ in outcomes) == ["a", "b"] and s.idle
     s.finish(first)
