@@ -185,6 +185,11 @@ class Engine:
             if timer is not None:
                 timer.cancel()
 
+    def client_closed(self, client: Client) -> None:
+        """``client``'s connection closed its side: what it has waiting is served last."""
+        with self.lock:
+            self.scheduler.client_closed(client)
+
     def _expire(self, submission: Submission) -> None:
         """The deadline passed (event loop timer): the scheduler drops what has not started."""
         with self.lock:

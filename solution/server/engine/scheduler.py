@@ -35,6 +35,7 @@ from solution.server.engine.entries import (
     TOKENIZE_CHUNK_CHARS,
     TOKENIZE_CHUNK_TEXTS,
     Batch,
+    Client,
     Cut,
     Entry,
     Lane,
@@ -59,6 +60,7 @@ class Scheduler:
         self.n_families = n_families
         self._waiting: dict[Entry, None] = {}  # queued/tokenizing/tokenized, in arrival order
         self._by_client: dict[str, dict[Entry, None]] = {}  # the same, per client key
+        self._closed: dict[Client, int] = {}  # how many of them each closed connection holds
         # not yet tokenized: what the tokenizers take from, and what a cut may wait for
         self._queued: dict[Lane, dict[Entry, None]] = {lane: {} for lane in Lane}
         self._tokenizing: dict[Entry, None] = {}
@@ -104,7 +106,7 @@ class Scheduler:
 
     def waiting_by_class(self) -> dict[str, int]:
         """Waiting texts of live clients and of closed connections (the metrics' queue depth)."""
-        closed = sum(e.submission.client.closed for e in self._waiting)
+        closed = sum(self._closed.values())
         return {"live": len(self._waiting) - closed, "closed": closed}
 
     def states(self) -> list[State]:
@@ -121,6 +123,16 @@ class Scheduler:
         """A drain began: nothing new is admitted; what is queued is still computed."""
         self.accepting = self.ready = False
 
+    def client_closed(self, client: Client) -> None:
+        """``client``'s connection closed its side: its waiting texts become the lower class
+        (tokenized and batched after every live client's, shed first)."""
+        if client.closed:
+            return
+        client.closed = True
+        held = sum(1 for e in self._by_client.get(client.key, ()) if e.submission.client is client)
+        if held:
+            self._closed[client] = held
+
     def admit(self, submission: Submission, texts: Sequence[str]) -> list[Outcome]:
         """Queue every text of ``submission``, or none. The one admission check of the service:
         ``ShuttingDown`` once closed or stopped, ``NotReady`` before warm-up (which is admitted),
@@ -136,12 +148,13 @@ class Scheduler:
         elif not self.ready and submission.origin != "warmup":
             refusal = NotReady()
         elif need > 0:
-            try:
-                shed = shares.make_room(
-                    self._waiting, self._by_client, submission.client, len(texts), need
-                )
-            except Overloaded as exc:
-                refusal = exc
+            room = shares.make_room(
+                self._by_client, self._closed, submission.client, len(texts), need
+            )
+            if room is None:
+                waiting = len(self._waiting)
+                refusal = Overloaded(f"queue full ({waiting} texts waiting); retry later")
+            shed = room or []
         if refusal is not None:
             reason = {ShuttingDown: "shutting_down", NotReady: "not_ready"}.get(
                 type(refusal), "overloaded"
@@ -162,6 +175,8 @@ class Scheduler:
             self._queued[lane][entry] = None
             entries.append(entry)
         submission.entries = entries
+        if submission.client.closed:
+            self._closed[submission.client] = self._closed.get(submission.client, 0) + len(entries)
         return outcomes
 
     def _shed(self, submission: Submission) -> Outcome:
@@ -384,8 +399,12 @@ class Scheduler:
         del self._waiting[entry]
         self._queued[entry.lane].pop(entry, None)
         self._tokenizing.pop(entry, None)
-        key = entry.submission.client.key
-        queue = self._by_client[key]
+        client = entry.submission.client
+        queue = self._by_client[client.key]
         del queue[entry]
         if not queue:
-            del self._by_client[key]
+            del self._by_client[client.key]
+        if client in self._closed:
+            self._closed[client] -= 1
+            if not self._closed[client]:
+                del self._closed[client]

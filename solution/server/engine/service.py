@@ -132,8 +132,7 @@ class Service:
     def client_closed(self, client: Client) -> None:
         """A connection closed its side with requests in flight: they are served last."""
         if self.engine is not None:
-            with self.engine.lock:
-                client.closed = True
+            self.engine.client_closed(client)
 
     def models(self) -> list[ModelInfo]:
         """The served models in response order; ``NotReady`` while they load."""

@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 
 from solution.server.engine.entries import Client, Entry, State, Submission
-from solution.server.errors import Overloaded
 
 Queue = dict[Entry, None]  # entries in arrival order (a dict used as an ordered set)
 
@@ -66,47 +65,65 @@ def fill(
 
 
 def make_room(
-    waiting: Queue, by_client: Mapping[str, Queue], client: Client, size: int, need: int
-) -> list[Submission]:
+    by_client: Mapping[str, Queue],
+    closed: Mapping[Client, int],
+    client: Client,
+    size: int,
+    need: int,
+) -> list[Submission] | None:
     """The submissions to shed so that ``need`` more texts fit: closed connections' first, then
     the newest of whichever client holds most, while it holds more than ``client`` would and
     still as much without the submission shed (one huge submission is not shed for a small one).
-    Raises ``Overloaded`` (and sheds nothing) when that cannot free enough."""
-    refused = Overloaded(f"queue full ({len(waiting)} texts waiting); retry later")
+    None (shed nothing) when that cannot free enough.
+
+    ``closed`` is the waiting texts per closed connection (the scheduler's index, so that none
+    is found by a scan of the queue). A flood is refused by the thousand, so the usual refusal
+    (nothing closed waits, and no other client holds more than ``client`` would) costs one pass
+    over the clients and nothing else."""
     if client.closed:
-        raise refused
+        return None
+    mine = len(by_client.get(client.key, ())) + size
+    if not closed:
+        heaviest = max(by_client, key=lambda key: len(by_client[key]), default=None)
+        if heaviest is None or heaviest == client.key or len(by_client[heaviest]) <= mine:
+            return None
     plan: list[Submission] = []
     seen: set[int] = set()
-    for e in reversed(waiting):  # closed connections' submissions, newest first
-        if need <= 0:
-            return plan
-        if e.submission.client.closed and id(e.submission) not in seen:
-            seen.add(id(e.submission))
-            plan.append(e.submission)
-            need -= sheddable(e.submission)
-    mine = len(by_client.get(client.key, ())) + size
-    held = {key: len(queue) for key, queue in by_client.items()}
+    for gone in list(closed):  # closed connections' submissions, each one's newest first
+        for e in reversed(by_client.get(gone.key, {})):
+            if need <= 0:
+                return plan
+            if e.submission.client is gone and id(e.submission) not in seen:
+                seen.add(id(e.submission))
+                plan.append(e.submission)
+                need -= sheddable(e.submission)
+    if need <= 0:
+        return plan
+    held_by_key = {key: len(queue) for key, queue in by_client.items()}
     for planned in plan:
-        for e in planned.entries:
-            if e in waiting:
-                held[e.submission.client.key] -= 1
+        held_by_key[planned.client.key] -= sum(1 for e in planned.entries if _waits(e))
     newest = {key: reversed(queue) for key, queue in by_client.items()}
     while need > 0:
-        key = max(held, key=held.__getitem__, default=None)
-        if key is None or key == client.key or held[key] <= mine:
-            raise refused
+        key = max(held_by_key, key=held_by_key.__getitem__, default=None)
+        if key is None or key == client.key or held_by_key[key] <= mine:
+            return None
         for e in newest[key]:  # its newest submission not yet planned
             if id(e.submission) not in seen and not e.submission.client.closed:
                 break
         else:
-            raise refused
-        held[key] -= sum(1 for x in e.submission.entries if x in waiting)
-        if held[key] < mine:  # shedding it would make the heavy client the lighter one
-            raise refused
+            return None
+        held_by_key[key] -= sum(1 for x in e.submission.entries if _waits(x))
+        if held_by_key[key] < mine:  # shedding it would make the heavy client the lighter one
+            return None
         seen.add(id(e.submission))
         plan.append(e.submission)
         need -= sheddable(e.submission)
     return plan
+
+
+def _waits(entry: Entry) -> bool:
+    """The entry is in the queue (admitted, not yet in a batch or done)."""
+    return entry.state in (State.QUEUED, State.TOKENIZING, State.TOKENIZED)
 
 
 def sheddable(submission: Submission) -> int:

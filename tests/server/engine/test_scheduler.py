@@ -438,7 +438,7 @@ def test_a_closed_connections_texts_are_batched_only_when_no_live_text_is_ready(
     s = make(limits(max_batch_texts=32, queue_texts=100))
     gone = Client("gone")
     admit(s, *[f"g{i}" for i in range(10)], client=gone)
-    gone.closed = True  # the FIN arrived after admission
+    s.client_closed(gone)  # the FIN arrived after admission
     admit(s, "live", client=Client("live"))
     tokenize_all(s)
     batch = s.cut(now=0.0).batch
@@ -475,6 +475,20 @@ def test_a_full_queue_sheds_closed_connections_first_even_for_a_heavy_client():
     assert [e.submission for e, _ in shed] == [new]  # the newest closed request was enough
     assert s.dropped["client_gone"] == 2 and old.entries[0].state is State.QUEUED
     assert s.waiting_by_class() == {"live": 8, "closed": 2}
+
+
+def test_a_connection_that_closes_after_admission_is_shed_first_and_counted_as_closed():
+    s = make()  # room for 10
+    heavy, gone, other = Client("heavy"), Client("shared"), Client("shared")
+    admit(s, *"abcdef", client=heavy)
+    mine = admit(s, "g1", "g2", client=gone)
+    admit(s, "o1", "o2", client=other)  # the same client id on another connection: still live
+    s.client_closed(gone)
+    assert s.waiting_by_class() == {"live": 8, "closed": 2}
+    shed = s.admit(Submission(2, client=Client("light")), ["x", "y"])
+    assert [e.submission for e, _ in shed] == [mine]  # not the heavy client's, not the other's
+    assert s.dropped["client_gone"] == 2
+    assert s.waiting_by_class() == {"live": 10, "closed": 0}
 
 
 def test_a_closed_connection_never_sheds_anyone():
