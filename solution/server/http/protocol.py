@@ -15,6 +15,8 @@ is busy or has paused reading), and how a connection ends:
 - a half-close (EOF) after complete requests: they are answered, then the connection closes;
   a FIN may also be a client gone for good (unknown until an answer is written), so its waiting
   requests become the lowest class (``ServerState.client_closed``): served last, shed first;
+  an answer written after it counts as 499 when the client's kernel resets the connection
+  (``peer.py``);
 - the client leaving (the connection lost) cancels its handlers (the engine drops their texts);
 - drain (``ServerState.drain``): every request already received is answered, the last one
   with ``Connection: close``, and the connection closes between requests; one idle when the
@@ -30,12 +32,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import cast
 
-from solution.server.config import Settings
-from solution.server.engine.service import Client
 from solution.server.http.clients import ConnectionClients
 from solution.server.http.flow import PIPELINE, WRITE, FlowControl
 from solution.server.http.messages import (
@@ -48,8 +47,10 @@ from solution.server.http.messages import (
     encode_response,
     error_response,
 )
+from solution.server.http.peer import GONE_CHECK_S, peer_reset
 from solution.server.http.pipeline import Exchange, ResponsePipeline
 from solution.server.http.reader import Phase, RequestError, RequestReader
+from solution.server.http.state import Handler, ServerState
 
 __all__ = [
     "DRAIN_IDLE_S",
@@ -68,8 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("solution.access")
 
-Handler = Callable[[Request], Awaitable[Response]]
-
 # After the last answer, how long input is drained before the socket closes: enough for a
 # client on a slow link to read a short error; short enough that a hostile one holds no slot.
 LINGER_S = 2.0
@@ -79,46 +78,6 @@ LINGER_S = 2.0
 # and closing at that moment would lose it (EOF, no answer). Such a request is answered with
 # Connection: close; a connection idle this long is closed.
 DRAIN_IDLE_S = 1.0
-
-
-@dataclass
-class ServerState:
-    """Shared by all connections of one server."""
-
-    settings: Settings
-    handler: Handler
-    connections: set[HttpProtocol] = field(default_factory=set)
-    on_response: ResponseHook | None = None  # the metrics hook (see ResponseHook)
-    client_closed: Callable[[Client], None] | None = None  # a FIN with requests in flight
-    draining: bool = False
-    _all_closed: asyncio.Event | None = field(default=None, repr=False)
-
-    def drain(self) -> None:
-        """Stop keep-alive: connections close after their last answer (an idle one after
-        DRAIN_IDLE_S). Close the listener first, so that no new connection arrives."""
-        self.draining = True
-        for conn in list(self.connections):
-            conn.close_when_idle()
-
-    async def wait_closed(self, timeout_s: float) -> bool:
-        """Wait until every connection has closed; after ``timeout_s`` abort the rest (their
-        unanswered requests are reported as 499). True when none had to be aborted."""
-        if not self.connections:
-            return True
-        self._all_closed = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._all_closed.wait()
-            return True
-        except TimeoutError:
-            for conn in list(self.connections):
-                conn.abort()
-            return False
-
-    def forget(self, conn: HttpProtocol) -> None:
-        self.connections.discard(conn)
-        if not self.connections and self._all_closed is not None:
-            self._all_closed.set()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -146,6 +105,9 @@ class HttpProtocol(asyncio.Protocol):
         self.clients = ConnectionClients()  # who its requests count for in fair share
         self.client = self.clients.own
         self.closing = False  # the last answer is written; input is only drained now
+        # answers written after the client's FIN, reported once it is known whether the client
+        # read them (peer.py): (request, received, status, written)
+        self.unconfirmed: list[tuple[Request | RequestHead, float, int, float]] = []
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
@@ -200,6 +162,7 @@ class HttpProtocol(asyncio.Protocol):
         self.state.forget(self)
         self.closing = True
         self._cancel_timer()
+        self._confirm(gone=exc is not None)  # a write after the FIN failed: the client left
         gone = self.reader.abandon()
         self._abandon()
         if gone is not None:
@@ -255,7 +218,10 @@ class HttpProtocol(asyncio.Protocol):
             )
             keep_alive = exchange.keep_alive and not last
             self.transport.write(encode_response(response, keep_alive, exchange.head_only))
-            if self.state.on_response is not None or self.settings.access_log:
+            if self.client_done:  # the client may have gone: reported in _confirm
+                now = self.clock()
+                self.unconfirmed.append((exchange.info, exchange.received, response.status, now))
+            elif self.state.on_response is not None or self.settings.access_log:
                 self._report(exchange.info, exchange.received, response.status)
             if not keep_alive:
                 self._finish()
@@ -274,11 +240,13 @@ class HttpProtocol(asyncio.Protocol):
             if self.draining or now + self.settings.keep_alive_timeout_s < self.timer_due:
                 self._watch(now)
 
-    def _report(self, info: Request | RequestHead, received: float, status: int) -> None:
+    def _report(
+        self, info: Request | RequestHead, received: float, status: int, at: float | None = None
+    ) -> None:
         observe = self.state.on_response
         if observe is None and not self.settings.access_log:
             return
-        seconds = self.clock() - received
+        seconds = (self.clock() if at is None else at) - received
         if observe is not None:
             observe(info, status, seconds)
         if self.settings.access_log:
@@ -302,13 +270,23 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         self.reader.stop()
         self._abandon()  # nothing is left behind a final answer; if it were, it is reported
-        if self.client_done:
-            self.transport.close()
+        if self.client_done:  # no reading after a FIN: wait only for a reset (peer.py)
+            self.timer = self.loop.call_later(GONE_CHECK_S, self._confirm)
             return
         self.flow.release()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.timer = self.loop.call_later(LINGER_S, self.transport.close)
+
+    def _confirm(self, gone: bool | None = None) -> None:
+        """Report the answers written after the client's FIN: as written, or as 499 when the
+        peer reset the connection (``gone``: already known from ``connection_lost``)."""
+        if gone is None:
+            gone = peer_reset(self.transport)
+            self.transport.close()
+        for info, received, status, written in self.unconfirmed:
+            self._report(info, received, CLIENT_GONE if gone else status, written)
+        self.unconfirmed.clear()
 
     def _close(self) -> None:
         """Close between requests (idle, draining, or the client half-closed while idle)."""

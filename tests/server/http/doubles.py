@@ -103,6 +103,7 @@ class MockTransport:
         self.eof_written = False
         self.read_paused = False
         self.protocol: Any = None
+        self.tcp_state: int | None = None  # what the socket's TCP_INFO says (None: no socket)
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -135,11 +136,23 @@ class MockTransport:
         self.close()
 
     def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "socket" and self.tcp_state is not None:
+            return FakeSocket(self.tcp_state)
         return default
 
     def take(self) -> bytes:
         data, self.buffer = self.buffer, b""
         return data
+
+
+@dataclass
+class FakeSocket:
+    """The one thing the protocol asks a socket: its TCP state (``http.peer``)."""
+
+    state: int
+
+    def getsockopt(self, level: int, option: int, size: int) -> bytes:
+        return bytes([self.state]) + bytes(size - 1)
 
 
 @dataclass

@@ -15,9 +15,13 @@ import pytest
 from solution.server.config import Settings
 from solution.server.engine.service import Service
 from solution.server.http import protocol as http
+from solution.server.http.peer import GONE_CHECK_S
 from solution.server.http.protocol import Request, Response
 from solution.server.http.routes import Routes
 from tests.server.http.doubles import MockLoop, MockTransport, parse_responses
+
+# linux/tcp_states.h: where a reset leaves a socket, and where a half-close leaves it
+TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8
 
 SETTINGS = dict(
     max_body_bytes=1000,
@@ -376,7 +380,29 @@ async def test_a_complete_request_followed_by_a_half_close_is_answered_then_clos
     await rig.loop.settle()
     (answer,) = parse_responses(transport.take()).answers
     assert answer.status == 200 and answer.headers["connection"] == "close"
-    assert transport.closed
+    assert not transport.closed and rig.reports == []  # did the client read it? not known yet
+    rig.loop.advance(GONE_CHECK_S)  # no reset came back: it was a half-close, and it read
+    await rig.loop.settle()
+    assert transport.closed and rig.statuses() == [200]
+
+
+@pytest.mark.parametrize("how", ["reset seen", "write failed"])
+async def test_answers_written_after_a_fin_to_a_client_that_has_gone_count_as_499(rig, how):
+    protocol, transport = rig.connect()
+    protocol.data_received(post("/hold/1", b"1") + post("/b", b"2"))
+    protocol.eof_received()  # a full close: its kernel will reset what is written
+    await rig.loop.settle_until(lambda: "/hold/1" in rig.handler.held)
+    rig.handler.release("/hold/1")
+    await rig.loop.settle()
+    assert len(parse_responses(transport.take()).answers) == 2 and rig.reports == []
+    if how == "reset seen":
+        transport.tcp_state = TCP_CLOSE
+        rig.loop.advance(GONE_CHECK_S)
+    else:  # uvloop reports a write into a reset connection as a lost connection
+        protocol.connection_lost(BrokenPipeError())
+    await rig.loop.settle()
+    assert transport.closed or how == "write failed"
+    assert rig.statuses() == [499, 499]
 
 
 async def test_pipelined_requests_then_a_half_close_are_all_answered(rig):
@@ -389,7 +415,10 @@ async def test_pipelined_requests_then_a_half_close_are_all_answered(rig):
     wire = parse_responses(transport.take())
     assert bodies(wire.data) == ["1", "2"]
     assert [a.headers["connection"] for a in wire.answers] == ["keep-alive", "close"]
-    assert transport.closed
+    transport.tcp_state = TCP_CLOSE_WAIT  # the client has not reset: it reads
+    rig.loop.advance(GONE_CHECK_S)
+    await rig.loop.settle()
+    assert transport.closed and rig.statuses() == [200, 200]
 
 
 async def test_a_half_close_in_the_middle_of_a_request_is_answered_400(rig):
@@ -400,6 +429,8 @@ async def test_a_half_close_in_the_middle_of_a_request_is_answered_400(rig):
     protocol.eof_received()
     await rig.loop.settle()
     assert [a.status for a in parse_responses(transport.take()).answers] == [200, 400]
+    rig.loop.advance(GONE_CHECK_S)
+    await rig.loop.settle()
     assert transport.closed
     assert rig.statuses() == [200, 400]
 

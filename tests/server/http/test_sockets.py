@@ -66,6 +66,25 @@ async def test_half_close_after_complete_requests_gets_every_answer():
         assert reports == [("/a", 200), ("/b", 200)]
 
 
+async def test_answers_to_a_client_that_closed_before_they_were_written_count_as_499():
+    closed = asyncio.Event()
+
+    async def after_the_close(request: Request) -> Response:
+        await closed.wait()
+        return await echo(request)
+
+    async with serving(after_the_close) as (port, _, reports):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post("/a", b"1") + post("/b", b"2"))
+        writer.close()  # a full close: the FIN of a client that has gone
+        await writer.wait_closed()
+        closed.set()
+        async with asyncio.timeout(5):
+            while len(reports) < 2:
+                await asyncio.sleep(0.01)
+        assert reports == [("/a", 499), ("/b", 499)]
+
+
 async def test_head_then_get_on_one_kept_alive_connection_with_httpx():
     """The issue's failure: httpx read a HEAD 405's body as the next status line."""
     async with (
