@@ -28,7 +28,7 @@ from solution.proto.classifier.v1 import classifier_pb2_grpc as pb_grpc
 from solution.server import config
 from solution.server.compute.scoring import Prediction
 from solution.server.errors import Overloaded
-from solution.server.rpc.servicer import GrpcFrontend
+from solution.server.rpc.servicer import GrpcFrontend, calls_received
 from tests.conftest import bound_service, until
 from tests.live_server import free_port
 
@@ -162,6 +162,8 @@ async def test_a_burst_parked_in_grpc_is_answered_call_by_call(server, stubs):
         ("RESOURCE_EXHAUSTED", "Overloaded"): BURST // 4,
     }
     assert await outcome(light_call) == ("OK", None)
+    # what ``stop`` waits for: the handlers have taken every call the core received
+    assert server.frontend.arrivals.count == calls_received(server.port)
 
 
 async def test_one_connection_holds_at_most_its_stream_limit(server, stubs, settings):
