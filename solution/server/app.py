@@ -68,6 +68,7 @@ def build_engine(settings: Settings) -> Engine:
         },
     )
     engine = Engine(models, families, device, limits)
+    engine.worker_nice = settings.worker_nice if device.type == "cpu" else 0
     graphs = engine.runner.prepare(
         settings.cuda_graphs,
         max_rows=limits.max_batch_texts,

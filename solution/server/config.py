@@ -53,6 +53,10 @@ class Settings:
     device: str = _f("auto", "auto | cpu | cuda (auto picks cuda when available)")
     dtype: str = _f("auto", "auto | fp32 | fp16 | bf16 (auto: fp16 on cuda, fp32 on cpu)")
     torch_threads: int = _f(0, "intra-op threads on cpu; 0 = all cores")
+    worker_nice: int = _f(
+        10,
+        "cpu: the compute thread's nice value; the event loop goes first when cores are short",
+    )
     cuda_graphs: str = _f("auto", "auto | on | off: CUDA graphs per shape bucket (auto: on cuda)")
 
     # --- batching ---
@@ -128,6 +132,7 @@ NUMERIC_RANGES: dict[str, tuple[float, float, str]] = {
     "grpc_max_streams_per_connection": (1, 1 << 16, "calls one client connection holds"),
     "grpc_max_pending_rpcs": (1, 1 << 20, "each waiting call holds its headers in memory"),
     "torch_threads": (0, 1024, "0 uses every core"),
+    "worker_nice": (0, 19, "a thread may lower its own priority, not raise it"),
     "max_batch_texts": (1, 1 << 16, "texts in one forward batch"),
     "max_batch_tokens": (1, 1 << 22, "one batch's tokens must fit in memory"),
     "micro_batch_tokens": (0, 1 << 22, "0 picks per device"),

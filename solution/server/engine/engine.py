@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -94,6 +95,12 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._idle = asyncio.Event()
+        # The compute thread's nice value (0: as the process). On a CPU the event loop, which
+        # admits, refuses and answers, then runs before the bulk work when cores are short:
+        # beside a 10,000-call gRPC flood on 2 cores refusals took p99 3.9-4.3 s instead of
+        # 5.4 s, and a light client's calls p50 0.08 s instead of 0.38 s (the flood's own compute
+        # waits instead). The tokenizers keep the process's: every request waits for them.
+        self.worker_nice = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -227,6 +234,9 @@ class Engine:
     # ---- worker threads -----------------------------------------------------------------------
 
     def _supervised(self, name: str, loop: Callable[[], None]) -> None:
+        if self.worker_nice and name == "compute":  # this thread only (a Linux task of its own)
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.worker_nice)
         try:
             loop()
         except BaseException as exc:  # a dead worker must not be a silent outage

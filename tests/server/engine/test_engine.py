@@ -6,6 +6,7 @@ test_scheduler.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -534,3 +535,16 @@ async def test_stop_with_two_batches_in_hand_finishes_both(settings):
     with pytest.raises(ShuttingDown):
         await asyncio.wait_for(queued, 5)
     assert eng.idle
+
+
+def test_on_a_cpu_the_compute_thread_runs_after_the_event_loop(engine: Engine, settings):
+    """The compute thread lowers its own priority (CLS_WORKER_NICE), not the process's: when
+    cores are short, admission, refusals and answers on the loop go first."""
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    nice = {t.name: os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in engine._threads}
+    assert settings.worker_nice > 0
+    assert nice == {
+        "engine-tokenize-short": loop_nice,
+        "engine-tokenize-long": loop_nice,
+        "engine-compute": min(19, loop_nice + settings.worker_nice),
+    }
