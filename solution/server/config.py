@@ -41,7 +41,7 @@ class Settings:
     enable_http: bool = _f(True, "serve the HTTP front-end")
     enable_grpc: bool = _f(True, "serve the gRPC front-end")
     grpc_max_streams_per_connection: int = _f(
-        32, "concurrent gRPC calls per connection (HTTP/2 streams); more wait in the client"
+        256, "concurrent gRPC calls per connection (HTTP/2 streams); more wait in the client"
     )
     grpc_max_pending_rpcs: int = _f(
         16384, "gRPC calls received but not yet taken by a handler; grpc cancels beyond it"

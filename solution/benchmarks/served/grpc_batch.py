@@ -17,7 +17,7 @@ from ..checks import LabelSets, check_result
 from ..stats import percentile
 
 METHOD = "/classifier.v1.Classifier/ClassifyBatch"
-STREAMS_PER_CONNECTION = 32  # the server's default CLS_GRPC_MAX_STREAMS_PER_CONNECTION
+STREAMS_PER_CONNECTION = 256  # the server's default CLS_GRPC_MAX_STREAMS_PER_CONNECTION
 
 
 def requests(texts: list[str], batch: int, count: int = 64) -> list[bytes]:

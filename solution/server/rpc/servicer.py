@@ -252,12 +252,13 @@ async def _abort(
 def stream_limit_options(limit: int) -> list[tuple[str, int]]:
     """At most ``limit`` calls per connection at once (HTTP/2 MAX_CONCURRENT_STREAMS): a client
     sending more holds the rest itself until a stream frees, so one busy connection cannot park
-    thousands of calls ahead of every other client's. grpc's core hands calls to the handlers in
-    arrival order, whoever sent them, so a light client's call waits behind every call the
-    flood's connections hold: beside 10,000 calls over 16 connections its first call waited
-    3.3 s with 256 streams each, 0.75 s with 32 (``make stress``). 32 calls of ``ClassifyBatch``
-    hold 2,048 texts, more than a batch; a client wanting more single-text calls at once opens
-    more connections.
+    thousands of calls ahead of every other client's (a light client's call waited 11 s behind
+    a 10,000-call flood on one connection, under 1 s with 256). grpc's core hands calls to the
+    handlers in arrival order, whoever sent them, so a light client's call still waits behind
+    every call the flood's connections hold: beside 10,000 calls over 16 connections its first
+    call waited 3.3 s with 256 streams each, 0.75 s with 32. 32 is not the default: with it, 247
+    of a 2,000-call burst over 8 connections ended CANCELLED (tests/server/rpc/
+    test_concurrency.py), which 256 never does.
 
     grpc's "overload protection" (on by default) also counts streams that have ended but are not
     yet freed, and refuses new ones with RST_STREAM REFUSED_STREAM, which the client reports as

@@ -215,8 +215,11 @@ async def test_http_and_grpc_requests_share_batches(frontends, gate, reports):
         async with asyncio.timeout(10):
             via_http, via_grpc = await asyncio.gather(*calls)
     shared = await reports.wait_for(lambda r: r.origins["http"] + r.origins["grpc"] > 0)
-    assert shared.origins == {"http": 2, "grpc": 2}
-    assert shared.unique_texts == 3  # "and again" is computed once for both front-ends
+    # (the gate's marker may share it too: the compute thread, at a lower priority, can wake
+    # after the tokenizer has caught up with every text)
+    assert shared.origins["http"] == 2 and shared.origins["grpc"] == 2
+    # "and again" is computed once for both front-ends
+    assert shared.unique_texts == 3 + shared.origins["gate"]
     assert via_http[1] == via_grpc[1]
 
 
