@@ -97,7 +97,7 @@ class Engine:
         self._idle = asyncio.Event()
         # The compute thread's nice value (0: as the process). On a CPU the event loop, which
         # admits, refuses and answers, then runs before the bulk work when cores are short:
-        # beside a 10,000-call gRPC flood on 2 cores refusals took p99 3.9-4.3 s instead of
+        # beside a 10,000-call gRPC flood on 2 cores refusals took p99 3.7-3.8 s instead of
         # 5.4 s, and a light client's calls p50 0.08 s instead of 0.38 s (the flood's own compute
         # waits instead). The tokenizers keep the process's: every request waits for them.
         self.worker_nice = 0
