@@ -78,15 +78,11 @@ def make_room(
 
     ``closed`` is the waiting texts per closed connection (the scheduler's index, so that none
     is found by a scan of the queue). A flood is refused by the thousand, so the usual refusal
-    (nothing closed waits, and no other client holds more than ``client`` would) costs one pass
-    over the clients and nothing else."""
+    (nothing closed waits, and no other client holds more than ``client`` would) costs a few
+    passes over the clients and nothing else."""
     if client.closed:
         return None
     mine = len(by_client.get(client.key, ())) + size
-    if not closed:
-        heaviest = max(by_client, key=lambda key: len(by_client[key]), default=None)
-        if heaviest is None or heaviest == client.key or len(by_client[heaviest]) <= mine:
-            return None
     plan: list[Submission] = []
     seen: set[int] = set()
     for gone in list(closed):  # closed connections' submissions, each one's newest first
