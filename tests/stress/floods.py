@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import orjson
+import uvloop
 
 from solution.proto.classifier.v1 import ERROR_METADATA_KEY
 from solution.proto.classifier.v1 import classifier_pb2 as pb
@@ -103,6 +104,8 @@ class LightProcess:
 
     def stop(self) -> Light:
         self.done.set()
+        if not self.results.poll(60):  # never hang a run on a client that died
+            raise RuntimeError(f"the light client sent no results (exit {self.process.exitcode})")
         statuses, seconds = self.results.recv()
         self.process.join(30)
         return Light(Counter(statuses), seconds)
@@ -132,8 +135,6 @@ def _light_process(kind: str, target: str, ready: Any, done: Any, results: Any) 
             await client.close()
         await watcher
         return light
-
-    import uvloop
 
     light = uvloop.run(main())
     results.send((dict(light.statuses), light.seconds))

@@ -12,12 +12,14 @@ from typing import Any
 import grpc
 
 from solution.proto.classifier.v1 import classifier_pb2 as pb
+from solution.server.config import Settings
 
 from ..checks import LabelSets, check_result
 from ..stats import percentile
 
 METHOD = "/classifier.v1.Classifier/ClassifyBatch"
-STREAMS_PER_CONNECTION = 256  # the server's default CLS_GRPC_MAX_STREAMS_PER_CONNECTION
+# the calls a connection may have open on a server with the default settings
+STREAMS_PER_CONNECTION = Settings().grpc_max_streams_per_connection
 
 
 def requests(texts: list[str], batch: int, count: int = 64) -> list[bytes]:
