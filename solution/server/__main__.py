@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log_level)
     from solution.server.app import App  # imports torch: after OMP_WAIT_POLICY is set
 
-    app = App(settings)
+    app = App(settings, freeze_heap=True)
     try:
         uvloop.run(app.run())
     except (OSError, ValueError) as exc:

@@ -191,6 +191,11 @@ class Engine:
         finally:
             if timer is not None:
                 timer.cancel()
+            # An error set on the future (shed, expired, failed) is raised with this frame in its
+            # traceback, and the frame holds the future, which holds the error: a cycle that kept
+            # the submission (its texts, token ids, partial answers) until a full collection
+            # (beside two clients sending 256 texts and closing: 19,000 objects per 10 s).
+            del future, pending, submission, timer
 
     def client_closed(self, client: Client) -> None:
         """``client``'s connection closed its side: what it has waiting is served last."""

@@ -174,7 +174,7 @@ class Scheduler:
             queue[entry] = None
             self._queued[lane][entry] = None
             entries.append(entry)
-        submission.entries = entries
+        submission.entries, submission.held = entries, len(entries)
         if submission.client.closed:
             self._closed[submission.client] = self._closed.get(submission.client, 0) + len(entries)
         return outcomes
@@ -351,7 +351,7 @@ class Scheduler:
         for e in batch.entries:
             if e in self._computing:  # not already answered by an abort
                 del self._computing[e]
-                e.state = State.DONE
+                _retire(e)
         for e in failed:
             e.submission.gone = True
             self._drop_waiting(e.submission, "request_failed")
@@ -393,7 +393,7 @@ class Scheduler:
         if entry in self._waiting:
             self._unqueue(entry)
         self._computing.pop(entry, None)
-        entry.state = State.DONE
+        _retire(entry)
 
     def _unqueue(self, entry: Entry) -> None:
         del self._waiting[entry]
@@ -408,3 +408,15 @@ class Scheduler:
             self._closed[client] -= 1
             if not self._closed[client]:
                 del self._closed[client]
+
+
+def _retire(entry: Entry) -> None:
+    """``entry`` is no longer the scheduler's; the last of its submission's lets go of the
+    submission's list of entries, so that refcounting frees both (``Submission.entries``)."""
+    if entry.state is State.DONE:
+        return
+    entry.state = State.DONE
+    submission = entry.submission
+    submission.held -= 1
+    if not submission.held:
+        submission.entries = []

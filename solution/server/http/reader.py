@@ -159,6 +159,9 @@ class RequestReader:
                 self._head_fed += len(data)
                 if self._head_fed > self._settings.max_header_bytes:
                     self._refuse(self._too_large_head())
+        # The parser and this reader hold each other, a cycle only the garbage collector frees
+        # once the connection is gone: it must not keep the last requests and their bodies.
+        self._events = []
         return events
 
     def eof(self) -> list[RequestError]:
@@ -184,6 +187,7 @@ class RequestReader:
 
     def stop(self) -> None:
         self.phase = Phase.CLOSED
+        self._reset()  # a body half-read is not kept (see ``feed``)
 
     # ---- httptools callbacks ------------------------------------------------------------------
 
@@ -349,5 +353,6 @@ class RequestReader:
     def _cut(self, status: int, message: str) -> RequestError | None:
         """End reading; a request begun and not complete gets ``status``."""
         begun = self.phase in (Phase.HEAD, Phase.BODY)
-        self.phase = Phase.CLOSED
-        return RequestError(status, message, self._head(), self.started) if begun else None
+        error = RequestError(status, message, self._head(), self.started) if begun else None
+        self.stop()
+        return error

@@ -6,6 +6,7 @@ test_scheduler.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ import torch
 
 from solution.server.engine.batches import BatchReport
 from solution.server.engine.engine import Engine
-from solution.server.engine.entries import State
+from solution.server.engine.entries import Entry, State, Submission
 from solution.server.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
 from tests.conftest import ComputeGate, entry_states, until
 from tests.tolerances import FP32_SCORE_TOLERANCE
@@ -147,6 +148,31 @@ async def test_expired_deadline_is_dropped_before_compute(engine: Engine):
     finally:
         engine.observers.remove(reports.append)
     assert sum(r.texts for r in reports) == 0  # no batch computed it
+
+
+async def test_a_request_answered_with_an_error_leaves_no_garbage_cycle(engine: Engine):
+    """An error set on a request's future (expired, shed, failed) is raised through ``submit``,
+    whose frame its traceback keeps: were that frame still holding the future, which holds the
+    error, the request would wait for a full collection (a flood of them: hundreds of MiB)."""
+    await until(lambda: engine.idle)
+    gc.collect()
+    gc.disable()
+    try:
+        with ComputeGate(engine) as gate:
+            busy = asyncio.ensure_future(engine.submit(["keeps the models busy"]))
+            await until(gate.entered.is_set)
+            with pytest.raises(DeadlineExceeded):
+                await engine.submit(["too late"], deadline=time.monotonic() + 0.05)
+            gate.release()
+            await busy
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = [type(o).__name__ for o in gc.garbage if isinstance(o, Submission | Entry)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []
 
 
 async def test_cancelled_request_costs_no_compute(engine: Engine):

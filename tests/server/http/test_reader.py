@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import types
+
 import pytest
 
 from solution.server.config import Settings
@@ -136,6 +139,39 @@ def test_eof_and_abandon_report_only_a_request_begun():
     gone = r.abandon()
     assert gone is not None and gone.status == 499 and gone.started == 1.0
     assert reader().abandon() is None
+
+
+def reachable(root: object) -> list[object]:
+    """The objects ``root`` keeps alive (as the garbage collector sees them), short of modules,
+    classes and functions (whose globals reach everything)."""
+    seen, todo, found = {id(root)}, [root], []
+    while todo:
+        for ref in gc.get_referents(todo.pop()):
+            if isinstance(ref, type | types.ModuleType | types.FunctionType):
+                continue
+            if id(ref) not in seen:
+                seen.add(id(ref))
+                todo.append(ref)
+                found.append(ref)
+    return found
+
+
+def test_the_reader_keeps_no_request_it_handed_out_nor_a_body_it_dropped():
+    """The httptools parser and the reader hold each other: a cycle that outlives the
+    connection until a full collection. It must not keep requests and bodies (megabytes under
+    a flood of clients sending large requests and closing)."""
+    body = b"[" + b'"a text", ' * 5 + b'"the end"]'
+    r = reader()
+    (request,) = r.feed(
+        b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body, 1.0
+    )
+    assert isinstance(request, Request) and request.body == body
+    assert not any(x is request for x in reachable(r))
+    r.feed(
+        b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:30], 2.0
+    )
+    assert r.abandon() is not None  # the client left half-way through the body
+    assert not any(isinstance(x, bytes) and x.startswith(b'["a text"') for x in reachable(r))
 
 
 @pytest.mark.parametrize(
