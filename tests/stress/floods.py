@@ -393,7 +393,8 @@ async def fairness(
                 flood.clean,
             )
         )
-        targets.append(_light(f"{kind}: light client", flood.light, grpc_idle, bound))
+        floor_light = f"; beside the refuse-only server's flood: p99 {floor.light.p99():.2f} s"
+        targets.append(_light(f"{kind}: light client", flood.light, grpc_idle, bound, floor_light))
     http = await http_flood(host, http_port, seconds)
     targets.append(
         _light(
