@@ -36,9 +36,8 @@ import grpc
 import uvloop
 
 from solution.proto.classifier.v1 import ERROR_METADATA_KEY
-from solution.proto.classifier.v1 import classifier_pb2 as pb
 from tests.live_server import Server, request, rss_kib
-from tests.stress.floods import Target, fairness
+from tests.stress.floods import LightProcess, Target, fairness
 from tests.stress.hostile import Case, cases
 from tests.stress.hostile_grpc import CLASSIFY, GrpcCase, flood_cases, grpc_cases
 
@@ -171,7 +170,6 @@ async def run_grpc(
 # A flood call waits behind the whole burst (10,000 calls take ~20 s on 2 cores); past this it is
 # counted as hung. A bound for a stuck call, not a speed target.
 FLOOD_DEADLINE_S = 120.0
-LIGHT_PAUSE_S = 0.05  # the light client's think time between its calls
 # One client alone is held to its stream limit (its calls wait in it); many fill the queue, and
 # the service refuses.
 FLOOD_CONNECTIONS = (1, 16)
@@ -181,51 +179,51 @@ async def run_grpc_flood(
     target: str, n: int, connections: int, seed: int, tally: Tally
 ) -> dict[str, object]:
     """``n`` concurrent ``Classify`` calls spread over ``connections`` channels, all sent at once,
-    while a light client on its own connection sends one call at a time. Every call must end OK
-    or RESOURCE_EXHAUSTED with ``classifier-error: Overloaded``. Returns the figures, named for
-    the number of connections."""
+    while a light client in a process of its own (``floods.LightProcess``: in this loop its
+    calls would wait for the flood's own client work) sends one call at a time. Every call must
+    end OK or RESOURCE_EXHAUSTED with ``classifier-error: Overloaded``. Returns the figures,
+    named for the number of connections."""
     heavy_seconds: dict[str, list[float]] = {"OK": [], "RESOURCE_EXHAUSTED": []}
-    light: Counter[str] = Counter()
-    light_seconds: list[float] = []
     own_connection = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection per channel
     channels = [
-        grpc.aio.insecure_channel(target, options=own_connection) for _ in range(connections + 1)
+        grpc.aio.insecure_channel(target, options=own_connection) for _ in range(connections)
     ]
-    *heavy_calls, light_call = [ch.unary_unary(CLASSIFY) for ch in channels]
-    flooding = True
+    heavy_calls = [ch.unary_unary(CLASSIFY) for ch in channels]
 
     async def one(i: int, case: GrpcCase) -> None:
         started = time.perf_counter()
         code = await grpc_outcome(heavy_calls[i % connections], case.data, tally, case)
         heavy_seconds.setdefault(code, []).append(time.perf_counter() - started)
 
-    async def light_client() -> None:
-        data = pb.ClassifyRequest(text="a light client's call").SerializeToString()
-        case = GrpcCase("flood-light", CLASSIFY, data, "ok")
-        while flooding:
-            started = time.perf_counter()
-            light[await grpc_outcome(light_call, data, tally, case)] += 1
-            light_seconds.append(time.perf_counter() - started)
-            await asyncio.sleep(LIGHT_PAUSE_S)
-
     cases = flood_cases(n, seed)
+    light_process = LightProcess("grpc", target).start()
     try:
+        for ch in channels:  # connected: the server's stream limit is known before the burst
+            await ch.channel_ready()
         started = time.perf_counter()
-        light_task = asyncio.ensure_future(light_client())
         await asyncio.gather(*(one(i, c) for i, c in enumerate(cases)))
         seconds = time.perf_counter() - started
-        flooding = False
-        await light_task
     finally:
+        light = light_process.stop()
         for ch in channels:
             await ch.close()
+    for code, count in light.statuses.items():  # judged as the flood's calls are
+        tally.sent += count
+        tally.answered += count
+        tally.statuses[f"grpc flood-light {code}"] += count
+        if code == "RESOURCE_EXHAUSTED":
+            tally.refused += count
+        elif code != "OK":
+            tally.violations[f"flood-light: answered {code}"] += count
     name = f"flood over {connections} connection{'s' if connections > 1 else ''}"
     ok, refused = heavy_seconds["OK"], heavy_seconds["RESOURCE_EXHAUSTED"]
     return {
         f"{name}: calls, seconds": f"{n}, {seconds:.1f}",
         f"{name}: OK, p50 / p99 s": f"{len(ok)}, {_quantiles(ok)}",
         f"{name}: refused, p50 / p99 s": f"{len(refused)}, {_quantiles(refused)}",
-        f"{name}: light client": f"{dict(light)}, p50 / max s {_quantiles(light_seconds, 0.5, 1)}",
+        f"{name}: light client": (
+            f"{dict(light.statuses)}, p50 / max s {_quantiles(light.seconds, 0.5, 1)}"
+        ),
     }
 
 
@@ -311,9 +309,10 @@ def stress(
         uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
         if grpc_n and grpc_target:
             uvloop.run(run_grpc(grpc_target, grpc_n, concurrency, seed, timeout_s, tally))
-        for connections in FLOOD_CONNECTIONS if grpc_flood and grpc_target else ():
-            flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
-            summary.update(uvloop.run(flood))
+        for connections in FLOOD_CONNECTIONS if grpc_flood else ():
+            if grpc_target:
+                flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
+                summary.update(uvloop.run(flood))
         if fair_seconds and grpc_target:
             if server:
                 summary["rss_before_floods_kib"] = rss_kib(server.proc.pid)
