@@ -80,3 +80,18 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+IDLE_GAUGES = ("classifier_queue_texts", "classifier_computing_texts")
+
+
+def wait_idle(port: int, timeout_s: float = 60.0) -> float | None:
+    """Seconds until the server's queue and compute are empty (``/metrics``); None: not within
+    ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        lines = request(port, "GET", "/metrics")[1].decode().splitlines()
+        if all(f"{name} 0.0" in lines for name in IDLE_GAUGES):
+            return round(time.monotonic() - started, 1)
+        time.sleep(0.2)
+    return None

@@ -36,7 +36,7 @@ import grpc
 import uvloop
 
 from solution.proto.classifier.v1 import ERROR_METADATA_KEY
-from tests.live_server import Server, request, rss_kib
+from tests.live_server import Server, request, rss_kib, wait_idle
 from tests.stress.floods import LightProcess, Target, fairness
 from tests.stress.hostile import Case, cases
 from tests.stress.hostile_grpc import CLASSIFY, GrpcCase, flood_cases, grpc_cases
@@ -332,21 +332,6 @@ def stress(
         if server:
             summary["exit_code"] = server.stop()
     return tally, summary
-
-
-def wait_idle(port: int, timeout_s: float = 60.0) -> float | None:
-    """Seconds until the server's queue and compute are empty (``/metrics``); None: not within
-    ``timeout_s``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        lines = request(port, "GET", "/metrics")[1].decode().splitlines()
-        if all(f"{name} 0.0" in lines for name in IDLE_GAUGES):
-            return round(time.monotonic() - started, 1)
-        time.sleep(0.2)
-    return None
-
-
-IDLE_GAUGES = ("classifier_queue_texts", "classifier_computing_texts")
 
 
 def report(tally: Tally, summary: dict[str, object]) -> bool:

@@ -6,14 +6,13 @@ every flood call ends OK or RESOURCE_EXHAUSTED marked Overloaded."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import uvloop
 
-from tests.live_server import Server, request
+from tests.live_server import Server, request, wait_idle
 from tests.stress import floods
 
 
@@ -50,7 +49,5 @@ def test_clients_that_send_and_close_leave_a_live_client_served(server):
     # under pressure their texts were shed uncomputed, not the live client's
     assert b'classifier_dropped_texts_total{reason="client_gone"}' in metrics
     # what was left of theirs is served (last) and the queue empties
-    deadline = time.monotonic() + 120
-    while b"classifier_queue_texts 0.0" not in request(server.port, "GET", "/metrics")[1]:
-        assert time.monotonic() < deadline, "the closed connections' texts never left the queue"
-        time.sleep(0.5)
+    idle = wait_idle(server.port, timeout_s=120)
+    assert idle is not None, "the closed connections' texts never left the queue"
