@@ -28,7 +28,7 @@ def test_served_path_smoke_on_cpu(tmp_path, standins_tiny):
         "--users", "1,2", "--seconds", "2", "--warmup-s", "1",
         "--grpc-callers", "1", "--grpc-batch", "4",
         "--spike", "1,2,3", "--spike-stage-s", "1", "--spike-hold-s", "1", "--spike-max-vus", "2",
-        "--texts", "32", "--no-peer",
+        "--texts", "32", "--no-peer", "--host-floor", "1,2",
     ]  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "solution.benchmarks.served", *args],
@@ -57,6 +57,13 @@ def test_served_path_smoke_on_cpu(tmp_path, standins_tiny):
     grpc = service["grpc"][0]
     assert grpc["calls"] > 0 and grpc["failed"] == 0 and grpc["texts_per_s"] > 0
     assert doc["steps"]["peer"] == {"status": "skipped", "why": "--no-peer"}
-    assert doc["checks_passed"] is True and len(doc["checks"]) == 5
+    floor = doc["steps"]["host_floor"]  # the server with no forward: answers pass the checks
+    assert floor["status"] == "ok" and [r["users"] for r in floor["http"]] == [1, 2]
+    for r in floor["http"] + [floor["health"]]:
+        assert r["requests"] > 0 and r["checks_passed"] > 0 and r["checks_failed"] == 0
+    one_user = floor["http"][0]["latency_ms"]["p50"]
+    assert floor["health"]["latency_ms"]["p50"] < one_user < service["http"][0]["latency_ms"]["p50"]
+    assert "host floor: HTTP 1 user p50 ms, no forward" in doc["targets"]
+    assert doc["checks_passed"] is True and len(doc["checks"]) == 8
     assert "HTTP 2 users / graph limit" in doc["targets"]  # from the fixture's limit
     assert "smoke test, not a GPU result" in (out / "served-cpu-smoke.md").read_text()

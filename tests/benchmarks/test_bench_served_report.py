@@ -53,10 +53,26 @@ def test_counters_the_server_lacks_read_as_missing_not_zero(record):
     assert "| 100% | 1.50 |" in row_1
 
 
+def test_the_host_floor_is_read_against_the_1_user_allowance_and_as_the_hosts_ceiling(record):
+    t = record.doc["targets"]
+    floor_1 = t["host floor: HTTP 1 user p50 ms, no forward"]
+    assert floor_1["value"] == pytest.approx(1.2) and floor_1["met"] is True
+    share = t["HTTP 256 users / host floor's ceiling"]
+    assert share["value"] == pytest.approx(0.8) and share["met"] is None  # a reading, no target
+    assert "HTTP 1 users / host floor's ceiling" not in t  # 1 user is latency, not a ceiling
+    checks = record.doc["checks"]
+    assert checks["host floor HTTP 256 users: no failed check"]["passed"] is False
+    assert checks["host floor GET /health: no failed check"]["passed"] is True
+    text = render(record.doc)
+    assert "| HTTP | host floor | 256 users | 1000.0 | 200.00 | 300.00 | 1 |" in text
+    assert "| GET /health | host floor | 1 user | 5000.0 | 0.20 | 0.50 | 0 |" in text
+
+
 def test_plot_data_and_png(record, tmp_path):
     rate, p99, limit = series(record.doc)
     assert rate["service"] == [(1, 200.0), (256, 800.0)]
     assert p99["winner-style peer"] == [(1, 20.0), (256, 1200.0)]
+    assert rate["host floor"] == [(1, 600.0), (256, 1000.0)]
     assert limit == 1000.0
     pytest.importorskip("matplotlib")
     png = draw(record.doc, tmp_path / "plot.png")

@@ -9,7 +9,9 @@ architecture, random weights, fp16) to disk, starts ``python -m solution.server`
   closed loops at several user counts;
 - gRPC ``ClassifyBatch`` calls of 64 texts at a few concurrencies (``grpc_batch``);
 - the spike shape (arrival rate ramping to 200 req/s, 50 VUs at most) for p99;
-then the winner-style peer (``peers.winner``) as a server under the same HTTP loads. ``/metrics``
+then the winner-style peer (``peers.winner``) as a server under the same HTTP loads, and last, if
+time is left, the host floor (``host_floor``: the server with no forward, the host's own share of
+a request and its ceiling). ``/metrics``
 is scraped before and after each load of the service (``scrape``). The texts are the load texts
 (``load_texts``), the ones the graph limit of ``gpu_check`` runs; the targets are ratios to that
 limit, read from ``--limit-json``. Every load has its own time limit and the run a budget, so a

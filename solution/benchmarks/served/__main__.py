@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texts", type=int, default=LOAD_TEXTS)
     p.add_argument("--k6", help="the k6 binary (default: $K6, the venv's, the PATH's)")
     p.add_argument("--no-peer", action="store_true", help="leave the winner-style peer out")
+    p.add_argument(
+        "--host-floor",
+        default="1,256",
+        help="users of the host floor's closed loops (host_floor.py; empty: leave it out)",
+    )
     p.add_argument("--allow-cpu", action="store_true", help="smoke-test this script on cpu")
     return p.parse_args(argv)
 
@@ -143,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         peer_users = ints(args.peer_users) if args.peer_users else plan.users
         run_peer(record, plan, inputs, models, cuda, budget, args.start_s, peer_users)
+    floor_users = ints(args.host_floor)
+    if floor_users:
+        host_floor(record, plan, inputs, args.standins, cuda, budget, args.start_s, floor_users)
+    else:
+        record.skip("host_floor", "--host-floor ''")
     record.finish()
     print((args.out / f"{record.name}.md").read_text())
     return 0 if record.passed() else 1
@@ -231,6 +241,48 @@ def run_peer(
         for n in users:
             if budget.left():
                 http.append(http_closed(peer.url, n, plan, inputs, metrics=False))
+                record.save()
+    append_log(inputs.log, log)
+
+
+def host_floor(
+    record: Record,
+    plan: Plan,
+    inputs: Inputs,
+    standins: Path,
+    cuda: bool,
+    budget: Budget,
+    start_s: float,
+    users: tuple[int, ...],
+) -> None:
+    """The server with its forwards replaced by zeros (``host_floor.py``) under the same HTTP
+    load, after a ``GET /health`` loop for the client's and the HTTP layer's own round trip. It
+    serves the stand-ins as they are (the same tokenizers as the served models; no forward runs,
+    so their size does not matter) with graphs off: a start of seconds, not a capture."""
+    if not budget.left():
+        record.skip("host_floor", f"run past its {plan.budget_s:.0f} s budget")
+        return
+    http_port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "solution.benchmarks.served.host_floor",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(free_port()),
+    ]
+    env = {**server_env(standins, cuda), "CLS_CUDA_GRAPHS": "off"}
+    log = inputs.log.with_name("served-floor.log")
+    server = Server("host floor", argv, http_port, log, env=env, start_s=start_s)
+    with record.step("host_floor") as result, server:
+        result["started_in_s"] = round(server.started_in_s, 1)
+        result["health"] = http_closed(server.url, 1, plan, inputs, metrics=False, mode="health")
+        http: list[dict[str, Any]] = []
+        result["http"] = http
+        for n in users:
+            if budget.left():
+                http.append(http_closed(server.url, n, plan, inputs, metrics=False))
                 record.save()
     append_log(inputs.log, log)
 

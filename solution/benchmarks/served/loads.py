@@ -49,10 +49,12 @@ def with_metrics(base_url: str | None, result: dict[str, Any], before: dict[str,
 
 
 def http_closed(
-    base_url: str, users: int, plan: Plan, inputs: Inputs, metrics: bool
+    base_url: str, users: int, plan: Plan, inputs: Inputs, metrics: bool, mode: str = "closed"
 ) -> dict[str, Any]:
+    """A closed loop of ``users`` k6 users: ``POST /process`` (``mode`` closed) or ``GET /health``
+    (``mode`` health: the client's and the HTTP layer's round trip alone)."""
     env = {
-        "MODE": "closed",
+        "MODE": mode,
         "BASE_URL": base_url,
         "TEXTS": str(inputs.texts_file),
         "LABELS": str(inputs.labels_file),

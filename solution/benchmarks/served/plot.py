@@ -1,5 +1,6 @@
 """What a reader wants at a glance from a served-path run: throughput and p99 against users, for
-the service and the winner-style peer, with the graph limit as a horizontal line.
+the service and the winner-style peer, with the graph limit as a horizontal line and the host
+floor (the server with no forward: the host's ceiling) dotted.
 
     python -m solution.benchmarks.served.plot results/served-....json [PNG]
 
@@ -13,13 +14,20 @@ from pathlib import Path
 from typing import Any
 
 Series = dict[str, list[tuple[int, float]]]  # side -> (users, value), by users
+# (label, step in the record): the host floor is the server with no forward (host_floor.py), so
+# its line is the host's ceiling under the service's own
+SIDES = (
+    ("service", "service"),
+    ("winner-style peer", "peer"),
+    (FLOOR := "host floor", "host_floor"),
+)
 
 
 def series(doc: dict[str, Any]) -> tuple[Series, Series, float | None]:
     """(throughput req/s, p99 ms) per side against users, and the graph limit (texts/s)."""
     rate: Series = {}
     p99: Series = {}
-    for side, step in (("service", "service"), ("winner-style peer", "peer")):
+    for side, step in SIDES:
         runs = doc.get("steps", {}).get(step, {}).get("http", [])
         done = sorted((r for r in runs if "throughput_rps" in r), key=lambda r: r["users"])
         if done:
@@ -43,13 +51,15 @@ def draw(doc: dict[str, Any], png: Path) -> Path:
     rate, p99, limit = series(doc)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for side, points in rate.items():
-        left.plot(*zip(*points, strict=True), marker="o", label=side)
+        style = ":" if side == FLOOR else "-"
+        left.plot(*zip(*points, strict=True), style, marker="o", label=side)
     if limit:
         left.axhline(limit, linestyle="--", color="grey", label=f"graph limit {limit:.0f}/s")
     left.set(xlabel="closed-loop users (HTTP)", ylabel="requests/s", xscale="log", ylim=(0, None))
     left.legend()
     for side, points in p99.items():
-        right.plot(*zip(*points, strict=True), marker="o", label=side)
+        style = ":" if side == FLOOR else "-"
+        right.plot(*zip(*points, strict=True), style, marker="o", label=side)
     right.axhline(250, linestyle=":", color="red", label="p99 target 250 ms")
     right.set(xlabel="closed-loop users (HTTP)", ylabel="p99 ms", xscale="log", yscale="log")
     right.legend()

@@ -5,8 +5,9 @@
 // the texts come from a file (solution/benchmarks/load_texts.py).
 //
 // Environment: BASE_URL, TEXTS (JSON list of strings), LABELS (JSON {key: [labels]}), SUMMARY
-// (where the JSON summary goes), MODE = closed | spike; closed: VUS, WARMUP_S, SECONDS;
-// spike: START_RATE, MID_RATE, PEAK_RATE, STAGE_S, HOLD_S, MAX_VUS.
+// (where the JSON summary goes), MODE = closed | spike | health; closed and health (closed loops
+// of GET /health): VUS, WARMUP_S, SECONDS; spike: START_RATE, MID_RATE, PEAK_RATE, STAGE_S,
+// HOLD_S, MAX_VUS.
 import http from 'k6/http';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';
@@ -77,7 +78,14 @@ function fiveValidResults(r) {
   });
 }
 
+function health() {
+  // MODE=health: GET /health, the client's and the HTTP layer's own round trip (no engine)
+  const r = http.get(`${__ENV.BASE_URL}/health`);
+  check(r, { 'status is 200': (res) => res.status === 200 });
+}
+
 export default function () {
+  if (__ENV.MODE === 'health') return health();
   const text = texts[(__VU * 7919 + __ITER) % texts.length];
   const r = http.post(url, JSON.stringify(text), params);
   check(r, {

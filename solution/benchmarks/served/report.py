@@ -41,6 +41,11 @@ def judge(record: Record) -> None:
     loads += [(f"gRPC {r.get('callers')} callers", r) for r in runs(doc, "service", "grpc")]
     if spike:
         loads.append(("spike", spike))
+    floor_step = doc.get("steps", {}).get("host_floor", {})
+    floor = [r for r in runs(doc, "host_floor", "http") if "throughput_rps" in r]
+    loads += [(f"host floor HTTP {r['users']} users", r) for r in runs(doc, "host_floor", "http")]
+    if floor_step.get("health"):
+        loads.append(("host floor GET /health", floor_step["health"]))
     for name, r in loads:
         failed = r.get("checks_failed", r.get("failed"))
         ok = "error" not in r and failed == 0 and not r.get("http_failed")
@@ -66,6 +71,7 @@ def judge(record: Record) -> None:
                 f"<= 1.5 (p50 {p50:.2f}, replay {one_replay:.2f})",
                 p50 <= bound,
             )
+    judge_floor(record, floor, http)
     if grpc:
         best = max(grpc, key=lambda r: r["texts_per_s"])
         name = f"gRPC {best['batch']}-text batches / graph limit"
@@ -78,6 +84,25 @@ def judge(record: Record) -> None:
     if spike.get("latency_ms"):
         p99 = spike["latency_ms"]["p99"]
         record.target("spike p99 ms", p99, "< 20", None if p99 is None else p99 < 20)
+
+
+def judge_floor(record: Record, floor: list[dict[str, Any]], http: list[dict[str, Any]]) -> None:
+    """Readings of the host floor (no forward runs): the 1-user p50 against what the 1-user target
+    allows beyond one replay, and the served throughput as a share of the host's ceiling."""
+    one = next((r for r in floor if r["users"] == 1), None)
+    if one is not None and one["latency_ms"]["p50"] is not None:
+        p50 = one["latency_ms"]["p50"]
+        goal = "<= 1.5 (the 1-user target's allowance beyond one replay)"
+        record.target("host floor: HTTP 1 user p50 ms, no forward", p50, goal, p50 <= 1.5)
+    for r in floor:
+        served = next((h for h in http if h["users"] == r["users"] and r["users"] > 1), None)
+        if served is not None and r["throughput_rps"]:
+            share = served["throughput_rps"] / r["throughput_rps"]
+            goal = (
+                f"a reading: near 1 = host-bound ({served['throughput_rps']:.1f} / "
+                f"{r['throughput_rps']:.1f})"
+            )
+            record.target(f"HTTP {r['users']} users / host floor's ceiling", share, goal, None)
 
 
 def ratio(record: Record, name: str, value: float | None, of: float | None, goal: float) -> None:
@@ -105,6 +130,13 @@ def render(doc: dict[str, Any]) -> str:
     for side, step in (("service", "service"), ("winner-style", "peer")):
         for r in runs(doc, step, "http"):
             lines.append(_row("HTTP", side, f"{r['users']} users", r, r.get("throughput_rps")))
+    for r in runs(doc, "host_floor", "http"):
+        lines.append(_row("HTTP", "host floor", f"{r['users']} users", r, r.get("throughput_rps")))
+    health = doc.get("steps", {}).get("host_floor", {}).get("health")
+    if health:
+        lines.append(
+            _row("GET /health", "host floor", "1 user", health, health.get("throughput_rps"))
+        )
     for r in runs(doc, "service", "grpc"):
         level = f"{r.get('callers')} x {r.get('batch')} texts"
         lines.append(_row("gRPC batch", "service", level, r, r.get("texts_per_s")))
