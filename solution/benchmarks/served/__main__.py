@@ -184,12 +184,7 @@ def serve(
         with server:
             result["started_in_s"] = round(server.started_in_s, 1)
             base = server.url
-            http: list[dict[str, Any]] = []
-            result["http"] = http
-            for users in plan.users:
-                if budget.left():
-                    http.append(http_closed(base, users, plan, inputs, metrics=True))
-                    record.save()
+            closed_loops(record, result, base, plan.users, plan, inputs, budget, metrics=True)
             result["grpc"] = [
                 grpc_batches(base, f"127.0.0.1:{grpc_port}", c, plan, inputs)
                 for c in plan.grpc_callers
@@ -236,12 +231,7 @@ def run_peer(
     peer = Server("winner-style", argv, port, log, env=env, start_s=start_s)
     with record.step("peer") as result, peer:
         result["started_in_s"] = round(peer.started_in_s, 1)
-        http: list[dict[str, Any]] = []
-        result["http"] = http
-        for n in users:
-            if budget.left():
-                http.append(http_closed(peer.url, n, plan, inputs, metrics=False))
-                record.save()
+        closed_loops(record, result, peer.url, users, plan, inputs, budget, metrics=False)
     append_log(inputs.log, log)
 
 
@@ -281,13 +271,28 @@ def host_floor(
     with record.step("host_floor") as result, server:
         result["started_in_s"] = round(server.started_in_s, 1)
         result["health"] = http_closed(server.url, 1, plan, inputs, metrics=False, mode="health")
-        http: list[dict[str, Any]] = []
-        result["http"] = http
-        for n in users:
-            if budget.left():
-                http.append(http_closed(server.url, n, plan, inputs, metrics=False))
-                record.save()
+        closed_loops(record, result, server.url, users, plan, inputs, budget, metrics=False)
     append_log(inputs.log, log)
+
+
+def closed_loops(
+    record: Record,
+    result: dict[str, Any],
+    url: str,
+    users: tuple[int, ...],
+    plan: Plan,
+    inputs: Inputs,
+    budget: Budget,
+    metrics: bool,
+) -> None:
+    """HTTP closed loops at each level of ``users`` into ``result["http"]``, saved after each;
+    a level that would start past the budget is left out."""
+    http: list[dict[str, Any]] = []
+    result["http"] = http
+    for n in users:
+        if budget.left():
+            http.append(http_closed(url, n, plan, inputs, metrics=metrics))
+            record.save()
 
 
 def append_log(into: Path, log: Path) -> None:
