@@ -20,37 +20,30 @@ they pass the load's checks because the checks test the contract, not the labels
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from solution.server import __main__ as server  # sets OMP_WAIT_POLICY; torch loads after it
 
-if TYPE_CHECKING:
+
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from solution.server.compute.buckets import Shape
     from solution.server.compute.runner import Runner
 
+    def zero_forward(
+        self: Runner, m: int, ids: torch.Tensor, mask: torch.Tensor, bucket: Shape | None
+    ) -> tuple[torch.Tensor, bool]:
+        """Model ``m``'s "logits" for ``ids``: rows of a cached zero tensor, grown when short."""
+        cache: dict[int, torch.Tensor] = self.__dict__.setdefault("_floor_zeros", {})
+        zeros = cache.get(m)
+        rows = ids.shape[0]
+        if zeros is None or zeros.shape[0] < rows:
+            zeros = torch.zeros((max(rows, 128), self.num_labels[m]), device=ids.device)
+            cache[m] = zeros
+        return zeros[:rows], False
 
-def main(argv: list[str] | None = None) -> int:
-    from solution.server.compute.runner import Runner
-
-    Runner._forward = _zero_forward  # type: ignore[method-assign]
+    Runner._forward = zero_forward  # type: ignore[method-assign]
     return server.main(argv)
-
-
-def _zero_forward(
-    self: Runner, m: int, ids: torch.Tensor, mask: torch.Tensor, bucket: Shape | None
-) -> tuple[torch.Tensor, bool]:
-    """Model ``m``'s "logits" for ``ids``: rows of a cached zero tensor, grown when too short."""
-    import torch
-
-    cache: dict[int, torch.Tensor] = self.__dict__.setdefault("_floor_zeros", {})
-    zeros = cache.get(m)
-    rows = ids.shape[0]
-    if zeros is None or zeros.shape[0] < rows:
-        zeros = torch.zeros((max(rows, 128), self.num_labels[m]), device=ids.device)
-        cache[m] = zeros
-    return zeros[:rows], False
 
 
 if __name__ == "__main__":
