@@ -309,8 +309,8 @@ def stress(
         uvloop.run(run(host, port, n, concurrency, seed, timeout_s, tally))
         if grpc_n and grpc_target:
             uvloop.run(run_grpc(grpc_target, grpc_n, concurrency, seed, timeout_s, tally))
-        for connections in FLOOD_CONNECTIONS if grpc_flood else ():
-            if grpc_target:
+        if grpc_flood and grpc_target:
+            for connections in FLOOD_CONNECTIONS:
                 flood = run_grpc_flood(grpc_target, grpc_flood, connections, seed, tally)
                 summary.update(uvloop.run(flood))
         if fair_seconds and grpc_target:

@@ -95,6 +95,19 @@ def server_env(models: Path, cuda: bool) -> dict[str, str]:
     }
 
 
+def server_argv(module: str, http_port: int, grpc_port: int) -> list[str]:
+    """The command that starts the service (or ``host_floor``, which takes the same options)."""
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+    ]
+
+
 def peer_missing() -> str | None:
     """The peer serves through uvicorn and orjson; the GPU machine has them only when carried."""
     absent = [m for m in ("uvicorn", "orjson") if importlib.util.find_spec(m) is None]
@@ -168,15 +181,7 @@ def serve(
     start_s: float,
 ) -> None:
     http_port, grpc_port = free_port(), free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "solution.server",
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(grpc_port),
-    ]
+    argv = server_argv("solution.server", http_port, grpc_port)
     env = server_env(models, cuda)
     log = inputs.log.with_name("served-server.log")
     with record.step("service") as result:
@@ -256,15 +261,7 @@ def host_floor(
         )
         return
     http_port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "solution.benchmarks.served.host_floor",
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(free_port()),
-    ]
+    argv = server_argv("solution.benchmarks.served.host_floor", http_port, free_port())
     env = {**server_env(standins, cuda), "CLS_CUDA_GRAPHS": "off"}
     log = inputs.log.with_name("served-floor.log")
     server = Server("host floor", argv, http_port, log, env=env, start_s=start_s)
