@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from solution.server.compute.families import group_families, id_signature, tokenize
+from solution.server.compute.families import PROBE, group_families, id_signature, tokenize
 from solution.server.errors import InvalidInput, ModelFailure
 
 KEYS = ["cardiffnlp", "ivanlau", "svalabs", "EIStakovskii", "jy46604790"]
@@ -77,7 +77,7 @@ def test_family_truncates_to_its_smallest_member_limit(standins_tiny):
 def test_family_encoding_equals_the_transformers_tokenizer(standins_tiny):
     tokenizers = load(standins_tiny)
     families = group_families(tokenizers, KEYS, [512] * 5)
-    texts = ["", "Hello 👍 https://t.co/x", "\u0000\u001f ctl", "long " * 600]
+    texts = ["", "Hello 👍 https://t.co/x", "\u0000\u001f ctl", "long " * 600, *PROBE, *FRAGMENTS]
     for family in families:
         tok = tokenizers[family.members[0]]
         expected = [tok(t, truncation=True, max_length=512)["input_ids"] for t in texts]
