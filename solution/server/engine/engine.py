@@ -12,10 +12,14 @@ answers' way back:
                                        v
                                  futures (event loop)
 
-What crosses threads crosses here, through the scheduler, under ``self.lock`` (a Condition that
-also wakes the workers). Tokenization runs ahead while the models compute; the batch is cut only
-when the compute thread is free, so it holds everything that queued meanwhile (on CUDA also right
-after a launch: a batch ready then is staged while the GPU computes, ``pipeline.py``).
+What crosses threads crosses here, through the scheduler, under ``self.lock``; each worker
+waits on a condition of that one lock, and a change wakes only the workers it gives work to (a
+text admitted wakes its lane's tokenizer and the compute thread, a tokenized chunk the compute
+thread): a woken thread takes the GIL from whoever serves requests, so waking all three for every
+change cost two useless wake-ups per request. Tokenization runs ahead while the models compute;
+the batch is cut only when the compute thread is free, so it holds everything that queued
+meanwhile (on CUDA also right after a launch: a batch ready then is staged while the GPU
+computes, ``pipeline.py``).
 
 Every worker loop is supervised: an unexpected exception (or a device error that poisons the CUDA
 context) answers every held text with ``ModelFailure``, turns readiness off, is logged once and is
@@ -91,7 +95,11 @@ class Engine:
         self.failure: BaseException | None = None  # what killed a worker, once one died
         # The queue's state. Read or change it only under ``lock``; tests inject faults into it.
         self.scheduler = Scheduler(limits, len(self.families))
-        self.lock = threading.Condition()  # guards the scheduler; wakes the worker threads
+        self.lock = threading.RLock()  # guards the scheduler
+        # Who waits for what, on that lock: each tokenizer for texts of its lane, the compute
+        # thread for a batch (texts tokenized, or the wait for more ending).
+        self._tokenizer_wakeup = {lane: threading.Condition(self.lock) for lane in Lane}
+        self._compute_wakeup = threading.Condition(self.lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._idle = asyncio.Event()
@@ -139,7 +147,7 @@ class Engine:
         hand finishes first. Blocking: call it from a worker thread (``asyncio.to_thread``)."""
         with self.lock:
             outcomes = self.scheduler.stop()
-            self.lock.notify_all()
+            self._wake_all()
         self._send(outcomes)
         for thread in self._threads:
             thread.join(timeout=30)
@@ -173,8 +181,11 @@ class Engine:
         submission.client = client or submission.client
         with self.lock:
             shed = self.scheduler.admit(submission, texts)
-            self.lock.notify_all()
-        self._deliver(shed)  # submissions shed to make room for a lighter client: Overloaded
+            for lane in {entry.lane for entry in submission.entries}:
+                self._tokenizer_wakeup[lane].notify()
+            self._compute_wakeup.notify()  # it marks what the next cut waits for
+        if shed:  # submissions shed to make room for a lighter client: Overloaded
+            self._deliver(shed)
         self._idle.clear()
         timer = None
         if deadline is not None:
@@ -185,7 +196,7 @@ class Engine:
         except asyncio.CancelledError:
             with self.lock:
                 self.scheduler.cancel(submission)  # its waiting texts leave queue and budget now
-                self.lock.notify_all()
+                self._compute_wakeup.notify()  # a cut waiting for them need not any more
             self._check_idle()
             raise
         finally:
@@ -256,7 +267,7 @@ class Engine:
             outcomes = self.scheduler.abort(
                 ModelFailure, "the service failed and is restarting; retry"
             )
-            self.lock.notify_all()
+            self._wake_all()
         self._send(outcomes)
         log.critical(
             "engine worker failed; the service stops",
@@ -271,17 +282,23 @@ class Engine:
         if self.on_fatal is not None:
             self.on_fatal(exc)  # the app stops and exits non-zero
 
+    def _wake_all(self) -> None:
+        """Wake every worker (stop, abort): each sees the scheduler stopped. Under the lock."""
+        for condition in (*self._tokenizer_wakeup.values(), self._compute_wakeup):
+            condition.notify_all()
+
     def _tokenize_loop(self, lane: Lane) -> None:
+        wakeup = self._tokenizer_wakeup[lane]
         while True:
             with self.lock:
                 while not (chunk := self.scheduler.take_for_tokenizing(lane)):
                     if self.scheduler.stopped:
                         return
-                    self.lock.wait()
+                    wakeup.wait()
             ids = tokenize(self.families, self.keys, chunk)
             with self.lock:
                 outcomes = self.scheduler.tokenized(chunk, ids)
-                self.lock.notify_all()
+                self._compute_wakeup.notify()
             self._send(outcomes)
 
     def _compute_loop(self) -> None:
@@ -312,7 +329,7 @@ class Engine:
                 self._send(cut.dropped)
                 if cut.batch is not None or not wait:
                     return cut.batch
-                self.lock.wait(cut.wait_s)
+                self._compute_wakeup.wait(cut.wait_s)
         return None
 
     # ---- back on the event loop -----------------------------------------------------------------

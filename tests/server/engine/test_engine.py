@@ -10,6 +10,7 @@ import gc
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 
 from solution.server.engine.batches import BatchReport
 from solution.server.engine.engine import Engine
-from solution.server.engine.entries import Entry, State, Submission
+from solution.server.engine.entries import Entry, Lane, State, Submission
 from solution.server.errors import DeadlineExceeded, ModelFailure, Overloaded, ShuttingDown
 from tests.conftest import ComputeGate, entry_states, until
 from tests.tolerances import FP32_SCORE_TOLERANCE
@@ -574,3 +575,42 @@ def test_on_a_cpu_the_compute_thread_runs_after_the_event_loop(engine: Engine, s
         "engine-tokenize-long": loop_nice,
         "engine-compute": min(19, loop_nice + settings.worker_nice),
     }
+
+
+class CountingWakeup(threading.Condition):
+    """A worker's condition that counts how often its waiter woke."""
+
+    def __init__(self, lock: threading.RLock, woken: Counter[str], name: str):
+        super().__init__(lock)
+        self.woken, self.name = woken, name
+
+    def wait(self, timeout: float | None = None) -> bool:
+        try:
+            return super().wait(timeout)
+        finally:
+            self.woken[self.name] += 1
+
+
+async def test_a_change_wakes_only_the_workers_it_gives_work_to(settings):
+    """Short texts never wake the long lane's tokenizer, and a tokenized chunk does not wake the
+    short lane's again (every wake-up takes the GIL from the thread serving requests); a long
+    text wakes its lane's and is answered."""
+    from solution.server.app import build_engine
+
+    eng = await asyncio.to_thread(build_engine, settings)
+    woken: Counter[str] = Counter()
+    eng._tokenizer_wakeup = {lane: CountingWakeup(eng.lock, woken, lane.name) for lane in Lane}
+    eng._compute_wakeup = CountingWakeup(eng.lock, woken, "compute")
+    eng.start()
+    try:
+        await eng.warm_up(["warm"])
+        before = woken.copy()
+        for i in range(20):
+            await eng.submit([f"tweet number {i}"])
+        assert woken["LONG"] == before["LONG"]
+        assert woken["SHORT"] - before["SHORT"] <= 20  # at most once per admitted text
+        assert woken["compute"] > before["compute"]
+        assert len(await asyncio.wait_for(eng.submit(["word " * 1000]), 30)) == 1
+        assert woken["LONG"] > before["LONG"]
+    finally:
+        eng.stop()
