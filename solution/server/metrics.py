@@ -86,13 +86,22 @@ class Metrics:
             registry=r,
         )
 
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
     def attach(self, engine: Engine) -> None:
         engine.observers.append(self.observe_batch)
         self.registry.register(_EngineCollector(engine))
 
     def observe_request(self, protocol: str, route: str, status: str, seconds: float) -> None:
-        self.requests.labels(protocol, route, status).inc()
-        self.latency.labels(protocol, route).observe(seconds)
+        # Every request ends here: look each label set's series up once (the labels are bounded:
+        # the front-ends' routes, "other", the status codes), not twice per request.
+        key = (protocol, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (self.requests.labels(*key), self.latency.labels(protocol, route))
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_batch(self, report: BatchReport) -> None:
         if report.warmup:  # the start-up batch is not serving traffic

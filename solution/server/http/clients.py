@@ -23,7 +23,11 @@ class ConnectionClients:
 
     def of(self, headers: Sequence[tuple[bytes, bytes]]) -> Client:
         """The connection's client, or the one a ``Client-Id`` header names."""
-        named = next((v for k, v in headers if k == _CLIENT_ID_HEADER), None)
+        named = b""
+        for key, value in headers:  # a plain loop: every request passes here
+            if key == _CLIENT_ID_HEADER:
+                named = value
+                break
         if not named:
             return self.own
         client = self.named.get(named)
