@@ -14,7 +14,6 @@ own), ``none`` (regression, or raw logits).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -23,12 +22,26 @@ import torch
 SINGLE = 0  # ``top_k`` of the contract: one prediction per model, not a list
 
 
-@dataclass(slots=True)
-class Prediction:
-    """One model's answer for one text; orjson writes it as {"score": ..., "label": ...}."""
+class Prediction(dict[str, float | str]):
+    """One model's answer for one text: ``{"score": ..., "label": ...}``, read as ``.score`` and
+    ``.label``. A dict, not a dataclass, because the event loop serializes every answer it sends
+    and orjson writes five of these as dicts in 0.6-0.9 us, as dataclasses in 4.4-7.6 us."""
 
-    score: float
-    label: str
+    __slots__ = ()
+
+    def __init__(self, score: float, label: str):
+        super().__init__(score=score, label=label)
+
+    @property
+    def score(self) -> float:
+        return self["score"]  # type: ignore[return-value]
+
+    @property
+    def label(self) -> str:
+        return self["label"]  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"Prediction(score={self.score!r}, label={self.label!r})"
 
 
 # response key -> its answer, in the configured model order: one prediction (the contract), or

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pytest
 
 from solution.server.compute import scoring
@@ -139,3 +140,11 @@ def test_answers_score_each_model_once_per_batch(monkeypatch):
         answers.answer(row, top_k=2, raw=True)
         answers.answer(row, top_k=None)
     assert calls == [(5, 3), (5, 2)]  # one vectorised call per model, whatever was asked
+
+
+def test_a_prediction_is_the_contracts_object_and_reads_as_attributes():
+    prediction = Prediction(0.25, "POSITIVE")
+    assert orjson.dumps({"m": prediction}) == b'{"m":{"score":0.25,"label":"POSITIVE"}}'
+    assert (prediction.score, prediction.label) == (0.25, "POSITIVE")
+    assert prediction == Prediction(0.25, "POSITIVE") != Prediction(0.25, "NEGATIVE")
+    assert repr(prediction) == "Prediction(score=0.25, label='POSITIVE')"
