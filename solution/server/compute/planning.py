@@ -14,6 +14,7 @@ results come back in that order whatever subset of the batch is being (re)comput
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -135,14 +136,19 @@ def forward_call(
     """The sequences ``group`` indexes, right-padded with ``pad_id`` to the longest of them, or
     to ``bucket`` with dummy rows after them (pad ids, only their first position unmasked: SDPA's
     softmax over a fully masked row is NaN)."""
-    lengths = [len(seqs[i]) for i in group]
-    shape = bucket if bucket is not None else (len(group), max(lengths))
-    if len(group) > shape[0] or max(lengths) > shape[1]:
-        raise ValueError(f"{len(group)} rows of up to {max(lengths)} do not fit {shape}")
+    chosen = [seqs[i] for i in group]
+    lengths = np.fromiter(map(len, chosen), dtype=np.int64, count=len(chosen))
+    longest = int(lengths.max())
+    shape = bucket if bucket is not None else (len(group), longest)
+    if len(group) > shape[0] or longest > shape[1]:
+        raise ValueError(f"{len(group)} rows of up to {longest} do not fit {shape}")
     ids = np.full(shape, pad_id, dtype=np.int64)
     mask = np.zeros(shape, dtype=np.bool_)
-    for j, (i, n) in enumerate(zip(group, lengths, strict=True)):
-        ids[j, :n] = seqs[i]
-        mask[j, :n] = True
+    # All rows' ids in one conversion, placed by the mask in row order (a row-by-row copy of
+    # each Python list cost ~1.5x as much: ~0.4 ms for 128 texts here, on the compute thread).
+    real = mask[: len(group)]
+    real[...] = np.arange(shape[1]) < lengths[:, None]
+    flat = itertools.chain.from_iterable(chosen)
+    ids[: len(group)][real] = np.fromiter(flat, dtype=np.int64, count=int(lengths.sum()))
     mask[len(group) :, 0] = True
     return ForwardCall(np.asarray(group, dtype=np.int64), ids, mask, bucket)
