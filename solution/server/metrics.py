@@ -85,7 +85,7 @@ class Metrics:
             "last model stream (the streams overlap inside it); on the CPU the forwards' time",
             registry=r,
         )
-
+        # (protocol, route, status) -> its request counter and latency histogram series
         self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def attach(self, engine: Engine) -> None:
