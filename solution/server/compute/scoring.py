@@ -9,6 +9,12 @@ for the requests that ask for them (``top_k``, ``raw_scores``).
 A model's function is how its logits become scores (Hugging Face pipeline's
 ``function_to_apply``): ``softmax`` (single-label), ``sigmoid`` (multi-label: each label on its
 own), ``none`` (regression, or raw logits).
+
+All of it is numpy, whose operations run on the calling thread. torch's CPU kernels enter an
+OpenMP parallel region even for a 128x2 softmax; with the process's other torch threads asleep
+(``OMP_WAIT_POLICY=PASSIVE``) each such op cost 100-190 us instead of 5-13 (2 and 16 threads
+here), and on a GPU host, where torch keeps one thread per core, every batch's ten of them would
+have added about a millisecond and a half to the compute thread.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-import torch
 
 SINGLE = 0  # ``top_k`` of the contract: one prediction per model, not a list
 
@@ -65,36 +70,37 @@ class Scorable(Protocol):
     def threshold(self) -> float | None: ...
 
 
-def scores(logits: np.ndarray, function: str) -> torch.Tensor:
-    """Row-wise scores of a (rows, labels) float32 array, with torch's kernels: the numerics the
-    runner used when it computed them on the device (numpy's float32 ``exp`` and sum round
-    differently in the last bit)."""
-    values = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+def scores(logits: np.ndarray, function: str) -> np.ndarray:
+    """Row-wise float32 scores of a (rows, labels) array: each row's value depends on that row
+    alone (bit for bit, whatever else is in the batch)."""
+    values = np.asarray(logits, dtype=np.float32)
     if function == "softmax":
-        return values.softmax(-1)
+        exp = np.exp(values - values.max(-1, keepdims=True))
+        return exp / exp.sum(-1, keepdims=True)
     if function == "sigmoid":
-        return values.sigmoid()
+        with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: the score is 0
+            return np.float32(1) / (np.float32(1) + np.exp(-values))
     return values
 
 
-def _top1(row_scores: torch.Tensor) -> tuple[list[int], list[float]]:
+def _top1(row_scores: np.ndarray) -> tuple[list[int], list[float]]:
     """(best label index, its score) per row, as Python numbers."""
-    best, index = row_scores.max(-1)
-    return index.tolist(), best.tolist()
+    index = row_scores.argmax(-1)
+    return index.tolist(), row_scores[np.arange(len(index)), index].tolist()
 
 
 def _rank(
-    row_scores: torch.Tensor,
+    row_scores: np.ndarray,
     row_logits: np.ndarray,
     top_k: int | None,
     raw: bool,
     threshold: float | None,
 ) -> list[tuple[int, float]]:
-    """One row's labels by score, best first: the ``top_k`` best (all with None), valued by the
-    scores or, with ``raw``, the logits; a sigmoid model's ``threshold`` leaves out labels scored
-    below it."""
+    """One row's labels by score, best first (ties: the lower index first): the ``top_k`` best
+    (all with None), valued by the scores or, with ``raw``, the logits; a sigmoid model's
+    ``threshold`` leaves out labels scored below it."""
     k = len(row_scores) if top_k is None else min(top_k, len(row_scores))
-    order = torch.topk(row_scores, k).indices.tolist()  # the function's order (= the logits')
+    order = np.argsort(-row_scores, kind="stable")[:k].tolist()  # = the logits' order
     values = row_logits if raw else row_scores
     pairs = [(i, float(values[i])) for i in order]
     if threshold is not None:
