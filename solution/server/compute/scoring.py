@@ -12,9 +12,10 @@ own), ``none`` (regression, or raw logits).
 
 All of it is numpy, whose operations run on the calling thread. torch's CPU kernels enter an
 OpenMP parallel region even for a 128x2 softmax; with the process's other torch threads asleep
-(``OMP_WAIT_POLICY=PASSIVE``) each such op cost 100-190 us instead of 5-13 (2 and 16 threads
-here), and on a GPU host, where torch keeps one thread per core, every batch's ten of them would
-have added about a millisecond and a half to the compute thread.
+(``OMP_WAIT_POLICY=PASSIVE``) each such op cost 100-190 us instead of 5-13, and a 16-128-row
+batch's ten of them 0.9-1.9 ms (2 and 16 threads on the 2-core development machine). A GPU host
+keeps one torch thread per core, and this runs on the compute thread between a batch's download
+and its answers.
 """
 
 from __future__ import annotations
