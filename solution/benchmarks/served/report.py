@@ -129,11 +129,13 @@ def render(doc: dict[str, Any]) -> str:
         "| GPU busy s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for side, step in (("service", "service"), ("winner-style", "peer")):
+    for side, step in (
+        ("service", "service"),
+        ("winner-style", "peer"),
+        ("host floor", "host_floor"),
+    ):
         for r in runs(doc, step, "http"):
             lines.append(_row("HTTP", side, f"{r['users']} users", r, r.get("throughput_rps")))
-    for r in runs(doc, "host_floor", "http"):
-        lines.append(_row("HTTP", "host floor", f"{r['users']} users", r, r.get("throughput_rps")))
     health = doc.get("steps", {}).get("host_floor", {}).get("health")
     if health:
         lines.append(
