@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=${1:-/tmp/gpu-stack}
 
-"$(scripts/python312.sh)" -m venv "$venv"
+python312=$(scripts/python312.sh)  # exits naming PYTHON312 when there is none
+"$python312" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 grep -v '^torch==' requirements.txt >"$venv/requirements.txt"  # the runtime pins, torch apart
 "${pip[@]}" install --quiet -r "$venv/requirements.txt"
