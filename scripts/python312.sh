@@ -10,7 +10,7 @@ if command -v python3.12 >/dev/null && python3.12 -c '' 2>/dev/null; then
   exit 0
 fi
 root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
-found="$(find "$root/versions" -maxdepth 1 -name '3.12.*' 2>/dev/null | sort -V | tail -n 1)"
+found="$(find "$root/versions" -maxdepth 1 -name '3.12.*' 2>/dev/null | sort -V | tail -n 1 || true)"
 if [[ -n "$found" ]]; then echo "$found/bin/python"; exit 0; fi
 echo "no Python 3.12 found; set PYTHON312=/path/to/python3.12" >&2
 exit 1
